@@ -1,0 +1,211 @@
+// Package memory is the embedded store.Store: everything in process memory,
+// for a single gateway instance. It keeps the same semantics as the Redis
+// store, down to millisecond expiry and the shape of revocation, so that one
+// contract suite (storetest) holds both to the same behaviour.
+package memory
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// sweepInterval is how often the janitor drops expired entries. Expiry is
+// decided on every read; the janitor only bounds memory.
+const sweepInterval = time.Minute
+
+// lastUsedGranularity is how stale a grant's LastUsedAt may get before
+// Authenticate rewrites it; the same rule as the Redis store, where it saves
+// a replicated write per API call.
+const lastUsedGranularity = 60_000 // ms
+
+// markerLife is how long a consumed code's replay marker is kept.
+const markerLife = 24 * 60 * 60 * 1000 // ms
+
+var errClosed = errors.New("memory store is closed")
+
+// errGrantOwner is returned by SaveGrant when a live grant with that id
+// belongs to another client or subject.
+var errGrantOwner = errors.New("grant id belongs to another client or subject")
+
+// Store is a store.Store in process memory. All times are kept as Unix
+// milliseconds of the injected clock, as the Redis store keeps them, so that
+// the two agree on expiry to the millisecond.
+type Store struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	closed bool
+	grants map[string]*grant
+	// markers outlive codes and grants: a code presented again after its
+	// grant was revoked is still recognised as a replay.
+	markers map[codeRef]*marker
+	// counters are per grant id, not per grant, like the Redis key
+	// tg:{<grant>}:rl: RevokeGrant deletes them, expiry does not.
+	counters map[string]*window
+	blobs    map[string]blob
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// grant is one incarnation of a grant with everything issued under it:
+// dropping it from Store.grants revokes all of it at once.
+type grant struct {
+	g      store.Grant
+	exp    int64
+	used   int64 // LastUsedAt, ms
+	codes  map[string]store.Code
+	tokens map[tokenRef]store.Token
+}
+
+type tokenRef struct {
+	kind   store.Kind
+	digest string
+}
+
+type codeRef struct {
+	grantID, digest string
+}
+
+// marker states, as in the Redis store.
+const (
+	consumed = "consumed"
+	replayed = "replayed"
+	issued   = "issued"
+)
+
+type marker struct {
+	state string
+	exp   int64
+}
+
+// window is a grant's request count in one rate-limit window.
+type window struct {
+	idx int64 // window index: floor(now / window length)
+	n   int64
+	end int64
+}
+
+type blob struct {
+	value []byte
+	exp   int64
+}
+
+// New returns an empty Store and starts its janitor; Close stops it. now is
+// the clock every expiry is judged by; nil means time.Now.
+func New(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Store{
+		now:      now,
+		grants:   make(map[string]*grant),
+		markers:  make(map[codeRef]*marker),
+		counters: make(map[string]*window),
+		blobs:    make(map[string]blob),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go s.janitor()
+	return s
+}
+
+func (s *Store) janitor() {
+	defer close(s.done)
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+// sweep drops everything the clock says is over.
+func (s *Store) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	for id, g := range s.grants {
+		if g.exp <= now {
+			delete(s.grants, id)
+			continue
+		}
+		for d, c := range g.codes {
+			if c.ExpiresAt.UnixMilli() <= now {
+				delete(g.codes, d)
+			}
+		}
+		for r, t := range g.tokens {
+			if t.ExpiresAt.UnixMilli() <= now {
+				delete(g.tokens, r)
+			}
+		}
+	}
+	for r, m := range s.markers {
+		if m.exp <= now {
+			delete(s.markers, r)
+		}
+	}
+	for id, w := range s.counters {
+		if w.end <= now {
+			delete(s.counters, id)
+		}
+	}
+	for k, b := range s.blobs {
+		if b.exp <= now {
+			delete(s.blobs, k)
+		}
+	}
+}
+
+// Ping reports whether the store is open.
+func (s *Store) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	return nil
+}
+
+// Close stops the janitor; later calls fail, as they would on a closed
+// Redis client. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stop)
+		<-s.done
+	})
+	return nil
+}
+
+func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
+
+// live returns the grant when it exists and has not expired. The caller
+// holds s.mu.
+func (s *Store) live(grantID string, now int64) *grant {
+	g := s.grants[grantID]
+	if g == nil || g.exp <= now {
+		return nil
+	}
+	return g
+}
+
+// revoke drops the grant and its counters. The caller holds s.mu.
+func (s *Store) revoke(grantID string) {
+	delete(s.grants, grantID)
+	delete(s.counters, grantID)
+}
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,146 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// GetToken returns a live token of a live grant.
+func (s *Store) GetToken(_ context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Token{}, errClosed
+	}
+	t, _, ok := s.token(grantID, kind, digest, s.nowMillis())
+	if !ok {
+		return store.Token{}, store.ErrNotFound
+	}
+	t.Scopes = slices.Clone(t.Scopes)
+	return t, nil
+}
+
+// Rotate replaces a refresh token and its access token by a new pair. The
+// lock makes it atomic: of two concurrent calls, the second finds no
+// refresh token.
+func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pair) error {
+	if err := checkPair(p); err != nil {
+		return fmt.Errorf("memory rotate: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	old, g, ok := s.token(grantID, store.Refresh, oldRefresh, s.nowMillis())
+	if !ok {
+		return store.ErrNotFound
+	}
+	delete(g.tokens, tokenRef{store.Refresh, oldRefresh})
+	delete(g.tokens, tokenRef{store.Access, old.Pair})
+	g.put(p)
+	return nil
+}
+
+// Authenticate checks an access token and counts the call against a fixed
+// window aligned to the Unix epoch, as the Redis store does.
+func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error) {
+	if err := checkLimit(l); err != nil {
+		return store.Token{}, store.RateStatus{}, fmt.Errorf("memory authenticate: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Token{}, store.RateStatus{}, errClosed
+	}
+	now := s.nowMillis()
+	t, g, ok := s.token(grantID, store.Access, accessDigest, now)
+	if !ok {
+		return store.Token{}, store.RateStatus{}, store.ErrNotFound
+	}
+	if now-g.used >= lastUsedGranularity {
+		g.used = now
+	}
+	t.Scopes = slices.Clone(t.Scopes)
+	if l.Count == 0 {
+		l = t.Limit
+	}
+	wms := l.Window.Milliseconds()
+	if l.Count <= 0 || wms <= 0 {
+		return t, store.RateStatus{Allowed: true}, nil
+	}
+	idx := floorDiv(now, wms)
+	st := store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * wms)}
+	w := s.counters[grantID]
+	if w == nil {
+		w = &window{}
+		s.counters[grantID] = w
+	}
+	if w.idx != idx || w.end == 0 {
+		*w = window{idx: idx, end: (idx + 1) * wms}
+	}
+	if w.n < l.Count {
+		w.n++
+		st.Allowed = true
+		st.Remaining = l.Count - w.n
+	}
+	return t, st, nil
+}
+
+// Refund gives back one request of the current window, never going below 0.
+func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) error {
+	if err := checkLimit(l); err != nil {
+		return fmt.Errorf("memory refund: %w", err)
+	}
+	if l.Count == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	w := s.counters[grantID]
+	if w != nil && w.idx == floorDiv(s.nowMillis(), l.Window.Milliseconds()) && w.n > 0 {
+		w.n--
+	}
+	return nil
+}
+
+// token finds a live token of a live grant. The caller holds s.mu.
+func (s *Store) token(grantID string, kind store.Kind, digest string, now int64) (store.Token, *grant, bool) {
+	g := s.live(grantID, now)
+	if g == nil {
+		return store.Token{}, nil, false
+	}
+	t, ok := g.tokens[tokenRef{kind, digest}]
+	if !ok || t.ExpiresAt.UnixMilli() <= now {
+		return store.Token{}, nil, false
+	}
+	return t, g, true
+}
+
+// checkLimit rejects budgets the gateway should never have been configured
+// with; they are reported as store errors (503) rather than guessed at.
+func checkLimit(l store.Limit) error {
+	switch {
+	case l.Count < 0:
+		return fmt.Errorf("rate limit count %d is negative", l.Count)
+	case l.Count > 0 && l.Window < time.Millisecond:
+		return fmt.Errorf("rate limit window %v is shorter than 1ms", l.Window)
+	}
+	return nil
+}
+
+// floorDiv is floor(a/b) for b > 0, also for instants before 1970.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}

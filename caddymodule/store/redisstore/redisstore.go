@@ -1,0 +1,170 @@
+// Package redisstore is the Redis implementation of store.Store, for running
+// several gateway instances behind a load balancer.
+//
+// Every key of a grant carries the grant id as its Cluster hash tag
+// ("tg:{<grant>}:..."), and every change that touches more than one key is a
+// single Lua script with all its keys declared in KEYS, so the same scripts
+// run unchanged on a single node, Sentinel or Cluster. Expiry is decided in
+// the scripts against the store's injected clock (passed in as ARGV), never
+// against Redis's clock; key TTLs only collect garbage and are always longer
+// than the record's logical life.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// Store is a store.Store backed by Redis.
+type Store struct {
+	client  redis.UniversalClient
+	owned   bool // Close closes client only when New created it
+	now     func() time.Time
+	scripts scripts
+}
+
+// New returns a Store for a redis:// or rediss:// URL, e.g.
+// "rediss://user:pass@host:6380/0?dial_timeout=2s" (query parameters are
+// go-redis's, see redis.ParseURL). It does not connect: go-redis dials on
+// first use, so a Redis that is down when Caddy loads its config does not
+// fail the load; the first request reports it. now is the clock every expiry
+// is judged by; nil means time.Now.
+func New(rawURL string, now func() time.Time) (*Store, error) {
+	opts, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s := NewFromClient(redis.NewUniversalClient(opts), now)
+	s.owned = true
+	return s, nil
+}
+
+// NewFromClient returns a Store over an existing client (single node,
+// Sentinel or Cluster). Close does not close a client passed in here: its
+// owner may share it.
+func NewFromClient(c redis.UniversalClient, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{client: c, now: now, scripts: newScripts()}
+}
+
+// parseURL turns a URL into universal options. Only the TCP schemes are
+// accepted: UniversalOptions has no network field, so a unix:// URL would be
+// silently dialled over TCP. Errors never echo the URL, which may hold a
+// password.
+func parseURL(rawURL string) (*redis.UniversalOptions, error) {
+	if !strings.HasPrefix(rawURL, "redis://") && !strings.HasPrefix(rawURL, "rediss://") {
+		return nil, errors.New("parsing redis url: scheme must be redis:// or rediss://")
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:                 []string{o.Addr},
+		ClientName:            o.ClientName,
+		DB:                    o.DB,
+		Protocol:              o.Protocol,
+		Username:              o.Username,
+		Password:              o.Password,
+		MaxRetries:            o.MaxRetries,
+		MinRetryBackoff:       o.MinRetryBackoff,
+		MaxRetryBackoff:       o.MaxRetryBackoff,
+		DialTimeout:           o.DialTimeout,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		PoolFIFO:              o.PoolFIFO,
+		PoolSize:              o.PoolSize,
+		MaxConcurrentDials:    o.MaxConcurrentDials,
+		PoolTimeout:           o.PoolTimeout,
+		MinIdleConns:          o.MinIdleConns,
+		MaxIdleConns:          o.MaxIdleConns,
+		MaxActiveConns:        o.MaxActiveConns,
+		ConnMaxIdleTime:       o.ConnMaxIdleTime,
+		ConnMaxLifetime:       o.ConnMaxLifetime,
+		ConnMaxLifetimeJitter: o.ConnMaxLifetimeJitter,
+		PipelinePoolSize:      o.PipelinePoolSize,
+		TLSConfig:             o.TLSConfig,
+		// ContextTimeoutEnabled makes a request's context deadline bound
+		// the Redis call, so a hung Redis costs the caller its own timeout
+		// rather than ReadTimeout on top of it.
+		ContextTimeoutEnabled: true,
+	}, nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// Close releases the client when the Store created it.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	if err := s.client.Close(); err != nil {
+		return fmt.Errorf("closing redis client: %w", err)
+	}
+	return nil
+}
+
+// Key layout. Everything of a grant shares the "{<grant>}" hash tag.
+func grantKey(grantID string) string  { return "tg:{" + grantID + "}:grant" }
+func tokensKey(grantID string) string { return "tg:{" + grantID + "}:tokens" }
+func tokenKey(grantID string, kind store.Kind, digest string) string {
+	return "tg:{" + grantID + "}:" + string(kind) + ":" + digest
+}
+func counterKey(grantID string) string        { return "tg:{" + grantID + "}:rl" }
+func codeKey(grantID, digest string) string   { return "tg:{" + grantID + "}:code:" + digest }
+func markerKey(grantID, digest string) string { return "tg:{" + grantID + "}:codeused:" + digest }
+func blobKey(key string) string               { return "tg:b:" + key }
+
+// validGrantID reports whether every key of the grant would carry the same,
+// non-empty hash tag. With "" or a leading "}" the tag "{...}" is empty and
+// Redis Cluster hashes each whole key, so a script over them fails with
+// CROSSSLOT: an error (503) where a forged token deserves ErrNotFound (401).
+func validGrantID(id string) bool { return id != "" && id[0] != '}' }
+
+// nowMillis reads the injected clock.
+func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
+
+// cleanup deletes the keys a revoking script listed. They are already dead
+// (their grant and its nonce are gone), so a failure here only leaves
+// garbage that the keys' TTLs collect; it is not reported. All the keys
+// share one hash tag, so one DEL serves Cluster too.
+func (s *Store) cleanup(ctx context.Context, members []any) {
+	if len(members) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(members))
+	for _, m := range members {
+		if k, ok := m.(string); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		_ = s.client.Del(ctx, keys...).Err()
+	}
+}
+
+// errReply is returned when a script answers something this code did not
+// write it to answer: a version skew or a corrupted key, never a client error.
+func errReply(v any) error { return fmt.Errorf("unexpected script reply %T", v) }
+
+var _ store.Store = (*Store)(nil)

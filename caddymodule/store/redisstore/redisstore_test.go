@@ -1,0 +1,385 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
+)
+
+func TestContract(t *testing.T) {
+	url := storetest.StartRedis(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		s, err := New(url, now)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return s
+	})
+}
+
+// TestContractCluster runs the contract on a three-node Redis Cluster: a
+// script declaring keys of two slots, or touching a key it did not
+// declare in another slot, fails there and only there.
+func TestContractCluster(t *testing.T) {
+	addrs := storetest.StartRedisCluster(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
+		t.Cleanup(func() { _ = c.Close() })
+		return NewFromClient(c, now)
+	})
+}
+
+func TestScriptConstants(t *testing.T) {
+	if !strings.Contains(luaPrelude, "MARGIN = "+strconv.Itoa(gcMargin)+" ") {
+		t.Errorf("luaPrelude's MARGIN differs from gcMargin %d", gcMargin)
+	}
+	if !strings.Contains(luaAuthenticate, ">= "+strconv.Itoa(lastUsedGranularity)+" then") {
+		t.Errorf("luaAuthenticate's last-used granularity differs from %d", lastUsedGranularity)
+	}
+}
+
+// commandLog counts the commands a client sends.
+type commandLog struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		l.mu.Lock()
+		l.cmds = append(l.cmds, "pipeline")
+		l.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.mu.Lock()
+		l.cmds = append(l.cmds, cmd.Name())
+		l.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+// dropDel fails every DEL, as a connection lost at the wrong moment would.
+type dropDel struct{}
+
+func (dropDel) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (dropDel) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (dropDel) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "del" {
+			cmd.SetErr(errors.New("connection lost"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (l *commandLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.cmds
+	l.cmds = nil
+	return out
+}
+
+// fixture is a grant with one issued pair on a real server, with the client
+// exposed for inspecting keys.
+type fixture struct {
+	s      *Store
+	c      *redis.Client
+	log    *commandLog
+	clk    *storetest.Clock
+	id     string
+	access store.Token
+	fresh  store.Token
+}
+
+func newFixture(t *testing.T, url string) *fixture {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { _ = c.Close() })
+	f := &fixture{c: c, log: &commandLog{}, clk: storetest.NewClock(), id: "g" + storetest.Random()}
+	c.AddHook(f.log)
+	f.s = NewFromClient(c, f.clk.Now)
+	ctx := t.Context()
+	if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	now := f.clk.Now()
+	if err := f.s.SaveCode(ctx, f.id, "code1", store.Code{ClientID: "app", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.ConsumeCode(ctx, f.id, "code1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.SaveCode(ctx, f.id, "code2", store.Code{ClientID: "app", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	f.access = store.Token{Digest: "at1", ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(time.Hour)}
+	f.fresh = store.Token{Digest: "rt1", ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+	if err := f.s.IssueTokens(ctx, f.id, "code1", store.Pair{Access: f.access, Refresh: f.fresh}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.s.Authenticate(ctx, f.id, "at1", store.Limit{Count: 10, Window: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	f.log.take()
+	return f
+}
+
+func (f *fixture) keys(t *testing.T) []string {
+	t.Helper()
+	keys, err := f.c.Keys(t.Context(), "tg:{"+f.id+"}:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func TestRedisLayout(t *testing.T) {
+	url := storetest.StartRedis(t)
+
+	t.Run("every key of a grant carries its hash tag and outlives its record", func(t *testing.T) {
+		f := newFixture(t, url)
+		minTTL := map[string]time.Duration{
+			grantKey(f.id):                       30 * 24 * time.Hour, // extended to the refresh token
+			tokensKey(f.id):                      30 * 24 * time.Hour,
+			tokenKey(f.id, store.Access, "at1"):  time.Hour,
+			tokenKey(f.id, store.Refresh, "rt1"): 30 * 24 * time.Hour,
+			codeKey(f.id, "code2"):               time.Minute,
+			markerKey(f.id, "code1"):             24 * time.Hour,
+			counterKey(f.id):                     time.Minute,
+		}
+		keys := f.keys(t)
+		if len(keys) != len(minTTL) {
+			t.Errorf("keys = %q, want %d", keys, len(minTTL))
+		}
+		for _, k := range keys {
+			want, ok := minTTL[k]
+			if !ok {
+				t.Errorf("unexpected key %q", k)
+				continue
+			}
+			ttl, err := f.c.PTTL(t.Context(), k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl < want || ttl > want+gcMargin*time.Millisecond {
+				t.Errorf("%s: TTL %v, want between %v and %v more", k, ttl, want, gcMargin*time.Millisecond)
+			}
+		}
+	})
+
+	t.Run("revoking a grant deletes all of its keys but the replay markers", func(t *testing.T) {
+		f := newFixture(t, url)
+		if _, err := f.s.RevokeGrant(t.Context(), f.id); err != nil {
+			t.Fatal(err)
+		}
+		keys := f.keys(t)
+		if len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
+			t.Errorf("keys left = %q, want only the replay marker", keys)
+		}
+	})
+
+	t.Run("a replay revocation deletes the grant's keys too", func(t *testing.T) {
+		f := newFixture(t, url)
+		if _, err := f.s.ConsumeCode(t.Context(), f.id, "code1"); !errors.Is(err, store.ErrCodeReplayed) {
+			t.Fatalf("ConsumeCode = %v", err)
+		}
+		keys := f.keys(t)
+		if len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
+			t.Errorf("keys left = %q, want only the replay marker", keys)
+		}
+	})
+
+	t.Run("revocation holds when the cleanup round trip is lost", func(t *testing.T) {
+		f := newFixture(t, url)
+		ctx := t.Context()
+		f.c.AddHook(dropDel{})
+		if _, err := f.s.RevokeGrant(ctx, f.id); err != nil {
+			t.Fatalf("RevokeGrant: %v", err)
+		}
+		if n := len(f.keys(t)); n < 4 {
+			t.Fatalf("%d keys left: the cleanup was not lost, the test proves nothing", n)
+		}
+		// A grant with the same id must not bring the old keys back.
+		if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.s.Authenticate(ctx, f.id, "at1", store.Limit{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Authenticate old access token = %v, want ErrNotFound", err)
+		}
+		if _, err := f.s.GetToken(ctx, f.id, store.Refresh, "rt1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetToken old refresh token = %v, want ErrNotFound", err)
+		}
+		if err := f.s.Rotate(ctx, f.id, "rt1", store.Pair{Access: store.Token{Digest: "x", ExpiresAt: f.clk.Now().Add(time.Hour)}}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Rotate old refresh token = %v, want ErrNotFound", err)
+		}
+		if _, err := f.s.ConsumeCode(ctx, f.id, "code2"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ConsumeCode old code = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("the index forgets expired tokens", func(t *testing.T) {
+		f := newFixture(t, url)
+		ctx := t.Context()
+		for i := range 5 {
+			f.clk.Advance(2 * time.Hour)
+			d := "c" + strconv.Itoa(i)
+			if err := f.s.SaveCode(ctx, f.id, d, store.Code{ExpiresAt: f.clk.Now().Add(time.Minute)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.s.ConsumeCode(ctx, f.id, d); err != nil {
+				t.Fatal(err)
+			}
+			p := store.Pair{Access: store.Token{Digest: "a" + d, ExpiresAt: f.clk.Now().Add(time.Hour)}}
+			if err := f.s.IssueTokens(ctx, f.id, d, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		members, err := f.c.ZRange(ctx, tokensKey(f.id), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{tokenKey(f.id, store.Access, "ac4"), tokenKey(f.id, store.Refresh, "rt1")}
+		if strings.Join(members, " ") != strings.Join(want, " ") {
+			t.Errorf("index = %q, want %q", members, want)
+		}
+	})
+
+	t.Run("authenticate is one round trip", func(t *testing.T) {
+		f := newFixture(t, url)
+		for _, l := range []store.Limit{{}, {Count: 100, Window: time.Second}} {
+			if _, _, err := f.s.Authenticate(t.Context(), f.id, "at1", l); err != nil {
+				t.Fatal(err)
+			}
+			if cmds := f.log.take(); len(cmds) != 1 || cmds[0] != "evalsha" {
+				t.Errorf("limit %+v: commands %q, want one evalsha", l, cmds)
+			}
+		}
+	})
+
+	t.Run("a script flushed from the server is loaded again", func(t *testing.T) {
+		f := newFixture(t, url)
+		if err := f.c.ScriptFlush(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.s.Authenticate(t.Context(), f.id, "at1", store.Limit{}); err != nil {
+			t.Fatalf("Authenticate after SCRIPT FLUSH: %v", err)
+		}
+	})
+}
+
+func TestAuthKeys(t *testing.T) {
+	got := authKeys("g1", "ab")
+	want := []string{tokenKey("g1", store.Access, "ab"), grantKey("g1"), counterKey("g1"), tokensKey("g1")}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("authKeys = %q, want %q", got, want)
+	}
+	if want := "tg:{g1}:at:ab tg:{g1}:grant tg:{g1}:rl tg:{g1}:tokens"; strings.Join(got, " ") != want {
+		t.Errorf("authKeys = %q, want %q", got, want)
+	}
+}
+
+func TestNew(t *testing.T) {
+	for _, tc := range []struct {
+		url     string
+		wantErr string
+	}{
+		{url: "redis://127.0.0.1:6379/0"},
+		{url: "rediss://user:pw@redis.example:6380/2?dial_timeout=2s"},
+		{url: "unix:///tmp/redis.sock", wantErr: "scheme"},
+		{url: "http://redis.example", wantErr: "scheme"},
+		{url: "redis://user:s3cret@host:6379/notanumber", wantErr: "database"},
+		{url: "redis://user:s3cret@host:bad port/0", wantErr: "parsing redis url"},
+		{url: "redis://host/0?no_such_option=1", wantErr: "unexpected option"},
+	} {
+		s, err := New(tc.url, nil)
+		if tc.wantErr == "" {
+			if err != nil {
+				t.Errorf("New(%q): %v", tc.url, err)
+				continue
+			}
+			_ = s.Close()
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("New(%q) = %v, want an error about %s", tc.url, err, tc.wantErr)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("New(%q) error leaks the password: %v", tc.url, err)
+		}
+	}
+	s, err := New("rediss://redis.example:6380/0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if opts := s.client.(*redis.Client).Options(); opts.TLSConfig == nil || opts.TLSConfig.ServerName != "redis.example" {
+		t.Errorf("rediss:// did not configure TLS for redis.example")
+	}
+}
+
+// TestUnreachable: a Redis that is down is a store error (503), never
+// ErrNotFound (401), and New does not need it up.
+func TestUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s, err := New("redis://"+addr+"/0?dial_timeout=200ms&max_retries=-1", nil)
+	if err != nil {
+		t.Fatalf("New with Redis down: %v", err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	_, _, err = s.Authenticate(ctx, "g", "a", store.Limit{Count: 1, Window: time.Second})
+	if err == nil || errors.Is(err, store.ErrNotFound) || !strings.HasPrefix(err.Error(), "redis authenticate: ") {
+		t.Errorf("Authenticate = %v, want a wrapped connection error", err)
+	}
+	if _, err := s.GetBlob(ctx, "k"); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetBlob = %v, want a connection error", err)
+	}
+	if err := s.Rotate(ctx, "g", "r", store.Pair{Access: store.Token{Digest: "a"}}); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Rotate = %v, want a connection error", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Errorf("Ping succeeded")
+	}
+}
+
+func BenchmarkAuthenticate(b *testing.B) {
+	url := storetest.StartRedis(b)
+	for _, parallel := range []bool{false, true} {
+		name := map[bool]string{false: "serial", true: "parallel"}[parallel]
+		b.Run(name, func(b *testing.B) {
+			s, err := New(url, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			storetest.BenchAuthenticate(b, s, parallel)
+		})
+	}
+}

@@ -1,0 +1,164 @@
+// Package store defines what Tollgate keeps server-side and the contract that
+// every backing store (the embedded memory store and Redis) must honour.
+//
+// The unit of state is the grant: one user's consent to one client. Every
+// code, access token, refresh token and rate-limit counter belongs to exactly
+// one grant and is addressed by the grant id, so that in Redis every key one
+// atomic operation touches shares the grant's hash tag (DESIGN.md §2) and
+// revoking a grant is one atomic step.
+//
+// The store never sees a token, code or secret: callers pass SHA-256 digests.
+// All expiry decisions are made against the store's injected clock, so the
+// contract suite can move time forward on both implementations; Redis key
+// TTLs only collect garbage.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Any other error from a Store means the store could not be
+// reached or answered nonsense; handlers map those to 503, never to 401.
+var (
+	// ErrNotFound: the code, token, grant or blob does not exist, has
+	// expired, or belongs to a revoked grant.
+	ErrNotFound = errors.New("not found")
+
+	// ErrCodeReplayed: the authorization code was already consumed. When
+	// tokens had been issued from it, the store has revoked the whole grant
+	// in the same atomic step (RFC 6749 §4.1.2).
+	ErrCodeReplayed = errors.New("authorization code replayed")
+)
+
+// Grant is one user's consent to one client.
+type Grant struct {
+	ID       string   `json:"id"`
+	ClientID string   `json:"client_id"`
+	Subject  string   `json:"subject"`
+	Scopes   []string `json:"scopes"` // union of every scope consented to
+	// Profile is a snapshot of the user's profile fields taken at consent
+	// (name, role, country, picture), used by /userinfo when the user
+	// authenticator cannot look the user up again.
+	Profile    map[string]string `json:"profile,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	LastUsedAt time.Time         `json:"last_used_at"`
+}
+
+// Code is a pending authorization code, stored under its digest.
+type Code struct {
+	ClientID string `json:"client_id"`
+	Subject  string `json:"subject"`
+	// RedirectURI is the redirect_uri given at authorize ("" when it was
+	// omitted); the token request must present the same value.
+	RedirectURI string `json:"redirect_uri"`
+	// Challenge is the S256 code_challenge ("" when none was sent).
+	Challenge string    `json:"challenge"`
+	Scopes    []string  `json:"scopes"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Token is the stored record of an access or refresh token.
+type Token struct {
+	Digest    string    `json:"digest"` // hex SHA-256 of the token
+	ClientID  string    `json:"client_id"`
+	Subject   string    `json:"subject"`
+	Scopes    []string  `json:"scopes"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Pair is the digest of the other token of the pair ("" for an access
+	// token issued without a refresh token).
+	Pair string `json:"pair,omitempty"`
+	// Limit is the client's budget, recorded on the access token at issue:
+	// the budget depends on the client, which only the token record names,
+	// so Authenticate reads it there rather than needing a lookup before
+	// its one round trip.
+	Limit Limit `json:"limit,omitzero"`
+}
+
+// Pair is what one token response hands out. Refresh.Digest is "" when the
+// client gets no refresh token.
+type Pair struct {
+	Access  Token
+	Refresh Token
+}
+
+// Kind distinguishes the two token kinds; they live under different keys.
+type Kind string
+
+const (
+	Access  Kind = "at"
+	Refresh Kind = "rt"
+)
+
+// Limit is a rate-limit budget: Count requests per fixed Window. A zero
+// Count means unlimited (nothing is counted). Windows are aligned to the
+// Unix epoch, so every gateway instance agrees on when one ends. A grant has
+// one counter, so the budgets counted against one grant should share a
+// window: a request under another window starts the count afresh.
+type Limit struct {
+	Count  int64
+	Window time.Duration
+}
+
+// RateStatus is the state of a grant's budget after counting one request.
+type RateStatus struct {
+	Limit     int64
+	Window    time.Duration // the budget's window (0 when nothing was counted)
+	Remaining int64         // never negative
+	Reset     time.Time     // when the current window ends
+	Allowed   bool          // false: the request exceeded the budget
+}
+
+// Store is everything the handlers need from a backing store.
+type Store interface {
+	// SaveGrant creates the grant or, when it exists, adds the scopes and
+	// profile to it. Its lifetime is extended to at least ttl.
+	SaveGrant(ctx context.Context, g Grant, ttl time.Duration) error
+	// GetGrant returns a live grant or ErrNotFound.
+	GetGrant(ctx context.Context, grantID string) (Grant, error)
+	// RevokeGrant deletes the grant and every code, token and counter of it
+	// atomically and returns what was revoked, or ErrNotFound.
+	RevokeGrant(ctx context.Context, grantID string) (Grant, error)
+
+	// SaveCode stores an authorization code of a live grant (ErrNotFound
+	// when the grant does not exist).
+	SaveCode(ctx context.Context, grantID, digest string, c Code) error
+	// ConsumeCode takes the code atomically: a second call for the same
+	// digest returns ErrCodeReplayed (and, when IssueTokens already ran for
+	// it, the grant is revoked in the same step); an unknown or expired code
+	// gives ErrNotFound.
+	ConsumeCode(ctx context.Context, grantID, digest string) (Code, error)
+	// IssueTokens stores the pair issued for a consumed code. It fails with
+	// ErrCodeReplayed if the code was presented again in between (and
+	// revokes the grant), and with ErrNotFound if the grant is gone.
+	IssueTokens(ctx context.Context, grantID, codeDigest string, p Pair) error
+
+	// GetToken returns a live token of the given kind or ErrNotFound.
+	GetToken(ctx context.Context, grantID string, kind Kind, digest string) (Token, error)
+	// Rotate atomically deletes the refresh token oldRefresh and its paired
+	// access token and stores the new pair. Of two concurrent calls for one
+	// refresh token exactly one succeeds; the other gets ErrNotFound.
+	Rotate(ctx context.Context, grantID, oldRefresh string, p Pair) error
+
+	// Authenticate is the API hot path, one round trip: it looks the access
+	// token up, checks it is live and its grant alive, counts one request
+	// against the grant's budget and records the grant as used. The budget
+	// is l, or the token's own Limit when l is the zero Limit.
+	Authenticate(ctx context.Context, grantID, accessDigest string, l Limit) (Token, RateStatus, error)
+	// Refund gives back one request of the grant's current window (a 304),
+	// l being the budget the request was counted against.
+	Refund(ctx context.Context, grantID string, l Limit) error
+
+	// SetBlob, GetBlob and TakeBlob keep small opaque values (sessions,
+	// pending authorization requests) under a caller-chosen key for ttl.
+	// TakeBlob gets and deletes atomically, so a value is taken once.
+	SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	GetBlob(ctx context.Context, key string) ([]byte, error)
+	TakeBlob(ctx context.Context, key string) ([]byte, error)
+	DeleteBlob(ctx context.Context, key string) error
+
+	// Ping reports whether the store can be reached.
+	Ping(ctx context.Context) error
+	Close() error
+}
