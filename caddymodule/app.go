@@ -1,0 +1,331 @@
+// Package caddymodule is the Tollgate Caddy plugin: the `tollgate` app, which
+// owns the store, the registered clients, the scope catalogue and the user
+// authenticator, and thin HTTP handlers for the OAuth endpoints that reach it
+// through ctx.App. The protocol rules live in the Caddy-free package oauth
+// and the state in package store.
+package caddymodule
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the DSS documents: "Access tokens live for 1 hour",
+// "Refresh tokens are 90-day TTL", codes "expire after 60 seconds".
+const (
+	defaultAccessLifetime  = time.Hour
+	defaultRefreshLifetime = 90 * 24 * time.Hour
+	defaultCodeLifetime    = 60 * time.Second
+	defaultSessionLifetime = 12 * time.Hour
+	// How long a user has to sign in and decide on the consent screen.
+	pendingLifetime = 15 * time.Minute
+)
+
+// App is the `tollgate` Caddy app: an OAuth 2.0 authorization server whose
+// state lives in a store shared by every gateway instance.
+type App struct {
+	// Store is where grants, tokens, codes and sessions live: empty or
+	// "memory" for the embedded store (one node), a redis:// or rediss://
+	// URL for Redis (any number of nodes). Placeholders such as
+	// {env.TOLLGATE_STORE} are resolved when the config is loaded, so a
+	// password in the URL never shows in the /config API.
+	Store string `json:"store,omitempty"`
+
+	// Issuer is the public origin of the authorization server, e.g.
+	// https://api.example.com. When set, it is returned as the `iss`
+	// parameter of authorization responses (RFC 9207).
+	Issuer string `json:"issuer,omitempty"`
+
+	// Realm is the realm of WWW-Authenticate challenges. Default: tollgate.
+	Realm string `json:"realm,omitempty"`
+
+	// AccessTokenLifetime is how long an access token is valid. Default 1h.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+	// RefreshTokenLifetime is how long a refresh token is valid; each
+	// refresh issues a new one, so the lifetime slides with use. Default 90 days.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// CodeLifetime is how long an authorization code can be exchanged. Default 60s.
+	CodeLifetime caddy.Duration `json:"code_lifetime,omitempty"`
+	// SessionLifetime is how long a user stays signed in to the
+	// authorization pages. Default 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// RateLimit is the default budget of every grant (one user's consent
+	// to one client), as <count>/<duration>, e.g. 5000/1h: a fixed window
+	// counted in the store, so every gateway instance shares it. Empty
+	// means unlimited. A client's own rate_limit overrides it.
+	RateLimit string `json:"rate_limit,omitempty"`
+	// RateLimitHeaders adds the RateLimit and RateLimit-Policy fields of
+	// draft-ietf-httpapi-ratelimit-headers-10 to the X-RateLimit-* ones.
+	RateLimitHeaders bool `json:"rate_limit_headers,omitempty"`
+
+	// Scopes is the scope catalogue: every scope a client may be allowed,
+	// with the plain-English description shown on the consent screen.
+	Scopes []Scope `json:"scopes,omitempty"`
+
+	// Clients are the registered partner applications.
+	Clients []ClientConfig `json:"clients,omitempty"`
+
+	// UsersRaw is the user authenticator, a module of the namespace
+	// tollgate.authenticators: `static` (users declared in the config) or
+	// `caddy_auth` (signed in by a preceding Caddy auth handler).
+	UsersRaw json.RawMessage `json:"users,omitempty" caddy:"namespace=tollgate.authenticators inline_key=authenticator"`
+
+	users   Authenticator
+	clients map[string]*oauth.Client
+	limits  map[string]store.Limit // by client_id
+	scopes  map[string]string
+	store   store.Store
+	poolKey string
+	logger  *zap.Logger
+	audit   *zap.Logger
+
+	// now and rand are injected so that tests control time and randomness.
+	now  func() time.Time
+	rand io.Reader
+}
+
+// Scope is one entry of the scope catalogue.
+type Scope struct {
+	// Name is the scope token, e.g. profile:read.
+	Name string `json:"name"`
+	// Description says in plain English what the scope grants.
+	Description string `json:"description"`
+}
+
+// ClientConfig registers one partner application.
+type ClientConfig struct {
+	// ClientID is the public identifier issued to the partner.
+	ClientID string `json:"client_id"`
+	// Name is the display name shown to users on the consent screen.
+	Name string `json:"name,omitempty"`
+	// Secret is the client secret. Give it through a placeholder such as
+	// {env.PARTNER_SECRET} or {file./run/secrets/partner}; it is resolved
+	// and hashed when the config is loaded and never kept in clear.
+	Secret string `json:"secret,omitempty"`
+	// SecretSHA256 is the hex SHA-256 digest of the client secret, an
+	// alternative to Secret that keeps the secret out of the config.
+	SecretSHA256 string `json:"secret_sha256,omitempty"`
+	// RedirectURIs are the registered redirect URIs, matched byte for
+	// byte. They must be https, except http://localhost and
+	// http://127.0.0.1 on any port.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// Scopes are the scopes this client may request.
+	Scopes []string `json:"scopes,omitempty"`
+	// RateLimit overrides the app's default budget for this client's
+	// grants, as <count>/<duration>; "unlimited" turns counting off.
+	RateLimit string `json:"rate_limit,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "tollgate",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision resolves secrets, builds the catalogue and opens the store. It
+// makes no network call: a Redis that is down now fails the first request
+// that needs it (with a 503), not the config load.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.audit = a.logger.Named("audit")
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.rand == nil {
+		a.rand = rand.Reader
+	}
+	if a.Realm == "" {
+		a.Realm = "tollgate"
+	}
+	if a.AccessTokenLifetime == 0 {
+		a.AccessTokenLifetime = caddy.Duration(defaultAccessLifetime)
+	}
+	if a.RefreshTokenLifetime == 0 {
+		a.RefreshTokenLifetime = caddy.Duration(defaultRefreshLifetime)
+	}
+	if a.CodeLifetime == 0 {
+		a.CodeLifetime = caddy.Duration(defaultCodeLifetime)
+	}
+	if a.SessionLifetime == 0 {
+		a.SessionLifetime = caddy.Duration(defaultSessionLifetime)
+	}
+
+	a.scopes = make(map[string]string, len(a.Scopes))
+	for _, s := range a.Scopes {
+		a.scopes[s.Name] = s.Description
+	}
+
+	repl := caddy.NewReplacer()
+	defaultLimit, err := ParseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
+	if err != nil {
+		return fmt.Errorf("rate_limit: %w", err)
+	}
+	a.clients = make(map[string]*oauth.Client, len(a.Clients))
+	a.limits = make(map[string]store.Limit, len(a.Clients))
+	for _, cc := range a.Clients {
+		c, err := cc.build(repl)
+		if err != nil {
+			return err
+		}
+		a.clients[c.ID] = c
+		a.limits[c.ID] = defaultLimit
+		if cc.RateLimit != "" {
+			if a.limits[c.ID], err = ParseRateLimit(repl.ReplaceAll(cc.RateLimit, "")); err != nil {
+				return fmt.Errorf("client %s: rate_limit: %w", c.ID, err)
+			}
+		}
+	}
+
+	if a.UsersRaw != nil {
+		mod, err := ctx.LoadModule(a, "UsersRaw")
+		if err != nil {
+			return fmt.Errorf("loading user authenticator: %w", err)
+		}
+		a.users = mod.(Authenticator)
+	}
+
+	st, key, err := openStore(repl.ReplaceAll(a.Store, ""), a.now)
+	if err != nil {
+		return err
+	}
+	a.store, a.poolKey = st, key
+	return nil
+}
+
+// build resolves and checks one client registration.
+func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
+	c := &oauth.Client{
+		ID:           cc.ClientID,
+		Name:         cc.Name,
+		RedirectURIs: cc.RedirectURIs,
+		Scopes:       cc.Scopes,
+	}
+	if c.Name == "" {
+		c.Name = c.ID
+	}
+	switch {
+	case cc.Secret != "" && cc.SecretSHA256 != "":
+		return nil, fmt.Errorf("client %s: give secret or secret_sha256, not both", cc.ClientID)
+	case cc.Secret != "":
+		secret := repl.ReplaceAll(cc.Secret, "")
+		if secret == "" {
+			return nil, fmt.Errorf("client %s: secret resolved to an empty value", cc.ClientID)
+		}
+		c.SecretDigest = sha256.Sum256([]byte(secret))
+	case cc.SecretSHA256 != "":
+		b, err := hex.DecodeString(strings.TrimSpace(cc.SecretSHA256))
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("client %s: secret_sha256 must be 64 hex digits", cc.ClientID)
+		}
+		copy(c.SecretDigest[:], b)
+	}
+	return c, nil
+}
+
+// Validate checks the configuration for mistakes an operator would want to
+// hear about at load time rather than from a partner.
+func (a *App) Validate() error {
+	for _, s := range a.Scopes {
+		if s.Name == "" || strings.ContainsAny(s.Name, " \"\\") {
+			return fmt.Errorf("scope %q: a scope is one token without spaces, quotes or backslashes", s.Name)
+		}
+	}
+	seen := make(map[string]bool)
+	for _, cc := range a.Clients {
+		switch {
+		case cc.ClientID == "":
+			return fmt.Errorf("a client has no client_id")
+		case seen[cc.ClientID]:
+			return fmt.Errorf("client %s is registered twice", cc.ClientID)
+		case cc.Secret == "" && cc.SecretSHA256 == "":
+			return fmt.Errorf("client %s: no secret (confidential clients only)", cc.ClientID)
+		case len(cc.RedirectURIs) == 0:
+			return fmt.Errorf("client %s: no redirect_uri registered", cc.ClientID)
+		}
+		seen[cc.ClientID] = true
+		for _, u := range cc.RedirectURIs {
+			if err := oauth.CheckRegisteredRedirectURI(u); err != nil {
+				return fmt.Errorf("client %s: %w", cc.ClientID, err)
+			}
+		}
+		for _, s := range cc.Scopes {
+			if _, ok := a.scopes[s]; !ok {
+				return fmt.Errorf("client %s: scope %q is not in the scope catalogue", cc.ClientID, s)
+			}
+		}
+	}
+	return nil
+}
+
+// Start is part of caddy.App; the store is already open.
+func (a *App) Start() error { return nil }
+
+// Stop is part of caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's reference to the shared store; the last
+// reference closes it. Safe after a partial Provision.
+func (a *App) Cleanup() error {
+	if a.poolKey == "" {
+		return nil
+	}
+	_, err := stores.Delete(a.poolKey)
+	return err
+}
+
+// ParseRateLimit parses a budget written <count>/<duration>, e.g. 5000/1h.
+// "" and "unlimited" mean no limit.
+func ParseRateLimit(s string) (store.Limit, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "unlimited" {
+		return store.Limit{}, nil
+	}
+	count, window, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseInt(count, 10, 64)
+	if !ok || err != nil || n <= 0 {
+		return store.Limit{}, fmt.Errorf("%q: want <count>/<duration> with a positive count, e.g. 5000/1h", s)
+	}
+	d, err := caddy.ParseDuration(window)
+	if err != nil || d < time.Second {
+		return store.Limit{}, fmt.Errorf("%q: the window must be a duration of at least 1s, e.g. 5000/1h", s)
+	}
+	return store.Limit{Count: n, Window: d}, nil
+}
+
+// Client implements oauth.Catalogue.
+func (a *App) Client(id string) *oauth.Client { return a.clients[id] }
+
+// HasScope implements oauth.Catalogue.
+func (a *App) HasScope(s string) bool {
+	_, ok := a.scopes[s]
+	return ok
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ oauth.Catalogue    = (*App)(nil)
+)

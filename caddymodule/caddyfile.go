@@ -1,0 +1,339 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("tollgate", parseGlobal)
+	for name, mod := range map[string]func() caddyhttp.MiddlewareHandler{
+		"tollgate_authorize": func() caddyhttp.MiddlewareHandler { return new(Authorize) },
+		"tollgate_token":     func() caddyhttp.MiddlewareHandler { return new(Token) },
+		"tollgate_revoke":    func() caddyhttp.MiddlewareHandler { return new(Revoke) },
+		"tollgate_userinfo":  func() caddyhttp.MiddlewareHandler { return new(UserInfo) },
+	} {
+		httpcaddyfile.RegisterHandlerDirective(name, parseEndpoint(name, mod))
+		// The endpoints answer by themselves, like respond; ordering them
+		// before reverse_proxy lets them share a site with a proxy.
+		httpcaddyfile.RegisterDirectiveOrder(name, httpcaddyfile.Before, "reverse_proxy")
+	}
+	httpcaddyfile.RegisterHandlerDirective("tollgate_protect", parseProtect)
+	// Before rewrite, so that a rewrite in the same block can use
+	// {http.auth.user.id} without wrapping the block in route.
+	httpcaddyfile.RegisterDirectiveOrder("tollgate_protect", httpcaddyfile.Before, "rewrite")
+}
+
+// parseProtect parses the protecting handler:
+//
+//	tollgate_protect [<scope>...] {
+//		scopes         <scope...>
+//		user_header    <header name>
+//		client_header  <header name>
+//		scope_header   <header name>
+//		etag           [<max body bytes>]
+//	}
+func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Protect)
+	h.Next() // directive name
+	p.Scopes = h.RemainingArgs()
+	seen := map[string]bool{}
+	for h.NextBlock(0) {
+		dir := h.Val()
+		if seen[dir] {
+			return nil, h.Errf("%s given twice", dir)
+		}
+		seen[dir] = true
+		var err error
+		switch dir {
+		case "scopes":
+			more := h.RemainingArgs()
+			if len(more) == 0 {
+				return nil, h.ArgErr()
+			}
+			p.Scopes = append(p.Scopes, more...)
+		case "user_header":
+			err = oneArg(h.Dispenser, &p.UserHeader)
+		case "client_header":
+			err = oneArg(h.Dispenser, &p.ClientHeader)
+		case "scope_header":
+			err = oneArg(h.Dispenser, &p.ScopeHeader)
+		case "etag":
+			p.ETag = true
+			if h.NextArg() {
+				n, perr := strconv.Atoi(h.Val())
+				if perr != nil || n <= 0 {
+					return nil, h.Errf("etag: %q is not a positive byte count", h.Val())
+				}
+				p.ETagMaxBytes = n
+				if h.NextArg() {
+					return nil, h.ArgErr()
+				}
+			}
+		default:
+			return nil, h.Errf("tollgate_protect: unknown option %q", dir)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// parseEndpoint parses an endpoint directive, which takes no arguments:
+//
+//	tollgate_authorize
+//	tollgate_token
+//	tollgate_revoke
+//	tollgate_userinfo
+func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcaddyfile.UnmarshalHandlerFunc {
+	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		h.Next() // directive name
+		if h.NextArg() {
+			return nil, h.Errf("%s takes no arguments", name)
+		}
+		if h.NextBlock(0) {
+			return nil, h.Errf("%s takes no block", name)
+		}
+		return mod(), nil
+	}
+}
+
+// parseGlobal parses the tollgate global option:
+//
+//	tollgate {
+//		store                  memory | redis://… | rediss://… | {env.NAME}
+//		issuer                 <https origin>
+//		realm                  <name>
+//		rate_limit             <count>/<duration> | unlimited
+//		rate_limit_headers
+//		access_token_lifetime  <duration>
+//		refresh_token_lifetime <duration>
+//		code_lifetime          <duration>
+//		session_lifetime       <duration>
+//		scope <name> <plain-English description>
+//		client <client_id> {
+//			name          <display name>
+//			secret        <secret or {env.NAME}>
+//			secret_sha256 <hex digest>
+//			redirect_uri  <uri...>
+//			scopes        <scope...>
+//			rate_limit    <count>/<duration> | unlimited
+//		}
+//		users {
+//			<username> <bcrypt hash> {
+//				name    <name>
+//				role    <role>
+//				country <country>
+//				picture <url>
+//			}
+//		}
+//		users caddy_auth
+//	}
+func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		dir := d.Val()
+		switch dir {
+		case "scope", "client":
+		default:
+			if seen[dir] {
+				return nil, d.Errf("%s given twice", dir)
+			}
+			seen[dir] = true
+		}
+		switch dir {
+		case "store":
+			if err := oneArg(d, &app.Store); err != nil {
+				return nil, err
+			}
+		case "issuer":
+			if err := oneArg(d, &app.Issuer); err != nil {
+				return nil, err
+			}
+		case "realm":
+			if err := oneArg(d, &app.Realm); err != nil {
+				return nil, err
+			}
+		case "rate_limit":
+			if err := oneArg(d, &app.RateLimit); err != nil {
+				return nil, err
+			}
+		case "rate_limit_headers":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.RateLimitHeaders = true
+		case "access_token_lifetime":
+			if err := durationArg(d, &app.AccessTokenLifetime); err != nil {
+				return nil, err
+			}
+		case "refresh_token_lifetime":
+			if err := durationArg(d, &app.RefreshTokenLifetime); err != nil {
+				return nil, err
+			}
+		case "code_lifetime":
+			if err := durationArg(d, &app.CodeLifetime); err != nil {
+				return nil, err
+			}
+		case "session_lifetime":
+			if err := durationArg(d, &app.SessionLifetime); err != nil {
+				return nil, err
+			}
+		case "scope":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("scope takes a name and a quoted description")
+			}
+			app.Scopes = append(app.Scopes, Scope{Name: args[0], Description: args[1]})
+		case "client":
+			c, err := parseClient(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Clients = append(app.Clients, c)
+		case "users":
+			raw, err := parseUsers(d)
+			if err != nil {
+				return nil, err
+			}
+			app.UsersRaw = raw
+		default:
+			return nil, d.Errf("unknown tollgate option %q", dir)
+		}
+	}
+	return httpcaddyfile.App{Name: "tollgate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
+	var c ClientConfig
+	if !d.NextArg() {
+		return c, d.Errf("client needs a client_id")
+	}
+	c.ClientID = d.Val()
+	if d.NextArg() {
+		return c, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		if seen[dir] && dir != "redirect_uri" {
+			return c, d.Errf("client %s: %s given twice", c.ClientID, dir)
+		}
+		seen[dir] = true
+		switch dir {
+		case "name":
+			if err := oneArg(d, &c.Name); err != nil {
+				return c, err
+			}
+		case "secret":
+			if err := oneArg(d, &c.Secret); err != nil {
+				return c, err
+			}
+		case "secret_sha256":
+			if err := oneArg(d, &c.SecretSHA256); err != nil {
+				return c, err
+			}
+		case "redirect_uri":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return c, d.ArgErr()
+			}
+			c.RedirectURIs = append(c.RedirectURIs, args...)
+		case "scopes":
+			c.Scopes = d.RemainingArgs()
+			if len(c.Scopes) == 0 {
+				return c, d.ArgErr()
+			}
+		case "rate_limit":
+			if err := oneArg(d, &c.RateLimit); err != nil {
+				return c, err
+			}
+		default:
+			return c, d.Errf("client %s: unknown option %q", c.ClientID, dir)
+		}
+	}
+	return c, nil
+}
+
+func parseUsers(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if d.NextArg() {
+		if d.Val() != "caddy_auth" {
+			return nil, d.Errf("users: want a block of users or caddy_auth, got %q", d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		return caddyconfig.JSONModuleObject(CaddyAuthUsers{}, "authenticator", "caddy_auth", nil), nil
+	}
+	var s StaticUsers
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		u := StaticUser{Username: d.Val()}
+		if !d.NextArg() {
+			return nil, d.Errf("user %s: needs a bcrypt password hash", u.Username)
+		}
+		u.Password = d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		for n2 := d.Nesting(); d.NextBlock(n2); {
+			var err error
+			switch field := d.Val(); field {
+			case "name":
+				err = oneArg(d, &u.Name)
+			case "role":
+				err = oneArg(d, &u.Role)
+			case "country":
+				err = oneArg(d, &u.Country)
+			case "picture":
+				err = oneArg(d, &u.Picture)
+			default:
+				err = d.Errf("user %s: unknown field %q", u.Username, field)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		s.Users = append(s.Users, u)
+	}
+	return caddyconfig.JSONModuleObject(s, "authenticator", "static", nil), nil
+}
+
+// oneArg reads exactly one argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: %v", d.Val(), err)
+	}
+	if dur <= 0 {
+		return d.Errf("%s must be positive", s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}

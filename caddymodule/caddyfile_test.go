@@ -1,0 +1,84 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden adapt files")
+
+// Golden Caddyfile→JSON tests (STYLE.md): every directive and option is
+// adapted and compared with testdata/adapt/<name>.json. Run with -update
+// after a deliberate change and review the diff.
+func TestCaddyfileAdaptGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/adapt/*.caddyfile")
+	if len(files) == 0 {
+		t.Fatal("no golden inputs")
+	}
+	for _, in := range files {
+		name := strings.TrimSuffix(filepath.Base(in), ".caddyfile")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": in})
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			for _, w := range warnings {
+				t.Errorf("warning: %s", w.Message)
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, got, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			golden := strings.TrimSuffix(in, ".caddyfile") + ".json"
+			if *update {
+				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("no golden file (run go test -update): %v", err)
+			}
+			if !bytes.Equal(pretty.Bytes(), want) {
+				t.Fatalf("adapted JSON differs from %s:\n%s", golden, pretty.String())
+			}
+		})
+	}
+}
+
+// Mistakes an operator makes must fail at adapt time with the offending
+// token named, not at runtime.
+func TestCaddyfileRejects(t *testing.T) {
+	for _, tc := range []struct{ name, input, want string }{
+		{"unknown option", "tollgate {\n\tbogus 1\n}", `unknown tollgate option "bogus"`},
+		{"duplicate option", "tollgate {\n\tissuer a\n\tissuer b\n}", "issuer given twice"},
+		{"scope without description", "tollgate {\n\tscope profile:read\n}", "scope takes a name and a quoted description"},
+		{"bad duration", "tollgate {\n\tcode_lifetime soon\n}", "soon"},
+		{"unknown client option", "tollgate {\n\tclient c {\n\t\tcolour blue\n\t}\n}", `unknown option "colour"`},
+		{"duplicate client option", "tollgate {\n\tclient c {\n\t\tname a\n\t\tname b\n\t}\n}", "name given twice"},
+		{"unknown user field", "tollgate {\n\tusers {\n\t\talice $2a$10$x {\n\t\t\tshoe 42\n\t\t}\n\t}\n}", `unknown field "shoe"`},
+		{"unknown users kind", "tollgate {\n\tusers ldap\n}", "caddy_auth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			input := "{\n" + tc.input + "\n}\n:8080 {\n\trespond ok\n}\n"
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,77 @@
+package caddymodule
+
+import (
+	"bytes"
+	"html/template"
+	"net/http"
+)
+
+// The authorization pages are small, self-contained and script-free. They
+// must not be framed (clickjacking a consent button, RFC 6819 §4.4.1.9) nor
+// cached, and they load nothing from elsewhere.
+func setPageHeaders(h http.Header) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+func renderPage(w http.ResponseWriter, status int, t *template.Template, data any) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		http.Error(w, "page rendering failed", http.StatusInternalServerError)
+		return
+	}
+	setPageHeaders(w.Header())
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+const pageHead = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{template "title" .}}</title>
+<style>
+body{font-family:system-ui,sans-serif;background:#f4f6f8;color:#1d2733;margin:0}
+main{max-width:26rem;margin:4rem auto;background:#fff;border-radius:.5rem;padding:2rem;box-shadow:0 1px 4px #0002}
+h1{font-size:1.3rem;margin-top:0} label{display:block;margin:.8rem 0 .3rem}
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
+button{font-size:1rem;padding:.55rem 1.2rem;margin:1rem .5rem 0 0;border-radius:.3rem;border:1px solid #345;cursor:pointer}
+button.primary{background:#1f5fa8;color:#fff;border-color:#1f5fa8}
+.error{color:#a11;background:#fdecec;padding:.5rem;border-radius:.3rem}
+ul{padding-left:1.2rem} li{margin:.3rem 0} small{color:#567}
+</style></head><body><main>`
+
+const pageFoot = `</main></body></html>`
+
+var loginPage = template.Must(template.New("login").Parse(`{{define "title"}}Sign in{{end}}` + pageHead + `
+<h1>Sign in to continue to {{.ClientName}}</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="tx" value="{{.TX}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="username">Username</label>
+<input type="text" id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required>
+<button class="primary" type="submit">Sign in</button>
+</form>` + pageFoot))
+
+var consentPage = template.Must(template.New("consent").Parse(`{{define "title"}}Allow access?{{end}}` + pageHead + `
+<h1>{{.ClientName}} wants to access your account</h1>
+<p>Signed in as <strong>{{.Subject}}</strong>. If you allow it, {{.ClientName}} will be able to read:</p>
+<ul>{{range .Scopes}}<li>{{.Description}} <small>({{.Name}})</small></li>{{end}}</ul>
+<p><small>You can disconnect it at any time.</small></p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="tx" value="{{.TX}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button class="primary" type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>` + pageFoot))
+
+var errorPage = template.Must(template.New("error").Parse(`{{define "title"}}Authorization error{{end}}` + pageHead + `
+<h1>This authorization request cannot continue</h1>
+<p class="error">{{.Description}}</p>
+<p><small>Error: {{.Code}}. Return to the application you came from and try again; if it keeps happening, tell its developers.</small></p>` + pageFoot))

@@ -1,0 +1,203 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+func init() {
+	caddy.RegisterModule(Protect{})
+}
+
+// Protect guards an API route: it checks the bearer token, the scopes the
+// route needs and the grant's rate-limit budget, in one store round trip,
+// then hands the request on (usually to reverse_proxy) with the caller
+// published as placeholders:
+//
+//	{http.auth.user.id}         the subject (user id)
+//	{http.auth.user.client_id}  the partner's client_id
+//	{http.auth.user.scope}      the token's scopes, space-separated
+//
+// The Authorization header and every identity header this handler can set
+// are removed from the incoming request first, so the upstream never sees
+// the token nor a header a caller forged.
+type Protect struct {
+	// Scopes the token must all carry.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// UserHeader, ClientHeader and ScopeHeader, when set, name request
+	// headers that carry the subject, client_id and scopes to the
+	// upstream.
+	UserHeader   string `json:"user_header,omitempty"`
+	ClientHeader string `json:"client_header,omitempty"`
+	ScopeHeader  string `json:"scope_header,omitempty"`
+
+	// ETag enables conditional GETs: when the upstream sends no ETag, a
+	// strong one is computed from the body (up to ETagMaxBytes), a
+	// matching If-None-Match is answered 304, and a 304 is not counted
+	// against the budget (seed 000: "A 304 costs you nothing against your
+	// rate limit budget").
+	ETag bool `json:"etag,omitempty"`
+	// ETagMaxBytes bounds the body buffered to compute an ETag; larger
+	// bodies stream through without one. Default 1 MiB.
+	ETagMaxBytes int `json:"etag_max_bytes,omitempty"`
+
+	app       *App
+	scopeList string
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Protect) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tollgate_protect",
+		New: func() caddy.Module { return new(Protect) },
+	}
+}
+
+// Provision reaches the tollgate app.
+func (p *Protect) Provision(ctx caddy.Context) error {
+	app, err := tollgateApp(ctx)
+	if err != nil {
+		return err
+	}
+	p.app = app
+	p.logger = ctx.Logger()
+	p.scopeList = oauth.FormatScope(p.Scopes)
+	if p.ETagMaxBytes == 0 {
+		p.ETagMaxBytes = 1 << 20
+	}
+	return nil
+}
+
+// Validate checks that the route's scopes exist in the catalogue, so a typo
+// fails the config load instead of locking every partner out.
+func (p *Protect) Validate() error {
+	for _, s := range p.Scopes {
+		if !p.app.HasScope(s) {
+			return fmt.Errorf("tollgate_protect: scope %q is not in the scope catalogue", s)
+		}
+	}
+	for _, h := range []string{p.UserHeader, p.ClientHeader, p.ScopeHeader} {
+		if strings.EqualFold(h, "Authorization") {
+			return fmt.Errorf("tollgate_protect: identity header may not be Authorization")
+		}
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	a := p.app
+	// Read the token, then strip it and every identity header before
+	// anything else can forward them (DESIGN.md §1).
+	c, aerr := a.authenticateBearer(r)
+	r.Header.Del("Authorization")
+	for _, h := range [...]string{p.UserHeader, p.ClientHeader, p.ScopeHeader} {
+		if h != "" {
+			r.Header.Del(h)
+		}
+	}
+	if aerr != nil {
+		aerr.write(w, a.Realm)
+		return nil
+	}
+	a.rateHeaders(w.Header(), c.Rate)
+	if !c.Rate.Allowed {
+		tooMany(w, c.Rate, a.now(), a.Realm)
+		return nil
+	}
+	if m := oauth.Missing(c.Token.Scopes, p.Scopes); m != "" {
+		insufficientScope(p.scopeList).write(w, a.Realm)
+		return nil
+	}
+
+	scope := oauth.FormatScope(c.Token.Scopes)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", c.Token.Subject)
+	repl.Set("http.auth.user.client_id", c.Token.ClientID)
+	repl.Set("http.auth.user.scope", scope)
+	if p.UserHeader != "" {
+		r.Header.Set(p.UserHeader, c.Token.Subject)
+	}
+	if p.ClientHeader != "" {
+		r.Header.Set(p.ClientHeader, c.Token.ClientID)
+	}
+	if p.ScopeHeader != "" {
+		r.Header.Set(p.ScopeHeader, scope)
+	}
+
+	if !p.ETag || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		return next.ServeHTTP(w, r)
+	}
+	cw := newConditionalWriter(w, r, p.ETagMaxBytes)
+	err := next.ServeHTTP(cw, r)
+	if ferr := cw.finish(); err == nil {
+		err = ferr
+	}
+	if cw.notModified {
+		// A 304 is free: give the request back to the budget. The headers
+		// already sent show the figures from before the refund.
+		if rerr := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit); rerr != nil {
+			p.logger.Warn("refunding a 304 failed", zap.Error(rerr))
+		}
+	}
+	return err
+}
+
+// rateHeaders sets the budget headers of seed 002 ("Every authenticated
+// response carries X-RateLimit-Limit, X-RateLimit-Remaining, and
+// X-RateLimit-Reset"); Reset is in epoch seconds, as GitHub's.
+func (a *App) rateHeaders(h http.Header, s store.RateStatus) {
+	if s.Limit == 0 {
+		return
+	}
+	h["X-Ratelimit-Limit"] = []string{strconv.FormatInt(s.Limit, 10)}
+	h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(s.Remaining, 10)}
+	h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(s.Reset.Unix(), 10)}
+	if a.RateLimitHeaders {
+		// draft-ietf-httpapi-ratelimit-headers-10, §4 and §5.
+		secs := int64(time.Duration(s.Window) / time.Second)
+		h["Ratelimit-Policy"] = []string{`"grant";q=` + strconv.FormatInt(s.Limit, 10) + ";w=" + strconv.FormatInt(secs, 10)}
+		t := int64(s.Reset.Sub(a.now()).Round(time.Second) / time.Second)
+		if t < 0 {
+			t = 0
+		}
+		h["Ratelimit"] = []string{`"grant";r=` + strconv.FormatInt(s.Remaining, 10) + ";t=" + strconv.FormatInt(t, 10)}
+	}
+}
+
+// tooMany answers 429 with Retry-After (RFC 6585 §4); the upstream is not
+// called.
+func tooMany(w http.ResponseWriter, s store.RateStatus, now time.Time, realm string) {
+	secs := int64(s.Reset.Sub(now) / time.Second)
+	if s.Reset.Sub(now)%time.Second > 0 {
+		secs++
+	}
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	(&apiError{
+		Status: http.StatusTooManyRequests,
+		Code:   "rate_limited",
+		Detail: "the rate-limit budget of this grant is spent; retry after " + strconv.FormatInt(secs, 10) + " seconds",
+	}).write(w, realm)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Protect)(nil)
+	_ caddy.Validator             = (*Protect)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Protect)(nil)
+)

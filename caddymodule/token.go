@@ -1,0 +1,250 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+func init() {
+	caddy.RegisterModule(Token{})
+}
+
+// Token is the token endpoint (RFC 6749 §3.2): it exchanges authorization
+// codes (with PKCE) and rotates refresh tokens.
+type Token struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (Token) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tollgate_token",
+		New: func() caddy.Module { return new(Token) },
+	}
+}
+
+// Provision reaches the tollgate app.
+func (h *Token) Provision(ctx caddy.Context) error {
+	app, err := tollgateApp(ctx)
+	h.app = app
+	return err
+}
+
+// tokenResponse is the successful answer of RFC 6749 §5.1.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Token) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	resp, oerr := h.serve(w, r)
+	if oerr != nil {
+		oerr.WriteJSON(w)
+		return nil
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json;charset=UTF-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Pragma", "no-cache")
+	return json.NewEncoder(w).Encode(resp)
+}
+
+func (h *Token) serve(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauth.Error) {
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		return nil, oerr
+	}
+	client, oerr := h.app.authenticateClient(r, form)
+	if oerr != nil {
+		return nil, oerr
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case "authorization_code":
+		return h.app.exchangeCode(r.Context(), client, form)
+	case "refresh_token":
+		return h.app.refresh(r.Context(), client, form)
+	case "":
+		return nil, oauth.Errorf(oauth.InvalidRequest, "grant_type is missing")
+	default:
+		return nil, oauth.Errorf(oauth.UnsupportedGrantType, "grant_type must be authorization_code or refresh_token")
+	}
+}
+
+// exchangeCode redeems an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6).
+func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.Values) (*tokenResponse, *oauth.Error) {
+	code := form.Get("code")
+	if code == "" {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "code is missing")
+	}
+	verifier := form.Get("code_verifier")
+	if verifier == "" {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "code_verifier is missing (PKCE is required)")
+	}
+	if !oauth.ValidVerifier(verifier) {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~")
+	}
+	prefix, grantID, ok := oauth.ParseToken(code)
+	if !ok || prefix != oauth.CodePrefix {
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
+	}
+	codeDigest := oauth.Digest(code)
+	c, err := a.store.ConsumeCode(ctx, grantID, codeDigest)
+	switch {
+	case errors.Is(err, store.ErrCodeReplayed):
+		a.audit.Warn("authorization code replayed; grant revoked",
+			zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("code_digest", codeDigest))
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was already used; tokens issued from it are revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
+	case err != nil:
+		return nil, a.storeFailed("consuming code", err)
+	}
+	// The code is spent whatever follows: a request that fails these checks
+	// may be an attacker's, and the code must not be left for another try.
+	switch {
+	case c.ClientID != client.ID:
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was issued to another client")
+	case form.Get("redirect_uri") != c.RedirectURI:
+		return nil, oauth.Errorf(oauth.InvalidGrant, "redirect_uri does not exactly match the one of the authorization request")
+	case subtle.ConstantTimeCompare([]byte(oauth.S256(verifier)), []byte(c.Challenge)) != 1:
+		return nil, oauth.Errorf(oauth.InvalidGrant, "code_verifier does not match the code_challenge")
+	}
+	pair, resp, err := a.newPair(grantID, client.ID, c.Subject, c.Scopes)
+	if err != nil {
+		return nil, a.storeFailed("making tokens", err)
+	}
+	err = a.store.IssueTokens(ctx, grantID, codeDigest, pair)
+	switch {
+	case errors.Is(err, store.ErrCodeReplayed), errors.Is(err, store.ErrNotFound):
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was already used or the grant was revoked")
+	case err != nil:
+		return nil, a.storeFailed("issuing tokens", err)
+	}
+	a.audit.Info("tokens issued",
+		zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", c.Subject),
+		zap.String("access_digest", pair.Access.Digest), zap.String("refresh_digest", pair.Refresh.Digest))
+	return resp, nil
+}
+
+// refresh rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2): the old
+// pair is revoked and a new one issued in one atomic store step.
+func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values) (*tokenResponse, *oauth.Error) {
+	rt := form.Get("refresh_token")
+	if rt == "" {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "refresh_token is missing")
+	}
+	prefix, grantID, ok := oauth.ParseToken(rt)
+	if !ok || prefix != oauth.RefreshPrefix {
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
+	}
+	old, err := a.store.GetToken(ctx, grantID, store.Refresh, oauth.Digest(rt))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
+	case err != nil:
+		return nil, a.storeFailed("loading refresh token", err)
+	case old.ClientID != client.ID:
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token was issued to another client")
+	}
+	scopes := old.Scopes
+	if raw := form.Get("scope"); raw != "" {
+		// A narrower scope is allowed, a wider one never (RFC 6749 §6).
+		scopes = oauth.ParseScope(raw)
+		if m := oauth.Missing(old.Scopes, scopes); m != "" {
+			return nil, oauth.Errorf(oauth.InvalidScope, "scope %q was not granted; refresh cannot widen scope", m)
+		}
+	}
+	pair, resp, err := a.newPair(grantID, client.ID, old.Subject, scopes)
+	if err != nil {
+		return nil, a.storeFailed("making tokens", err)
+	}
+	err = a.store.Rotate(ctx, grantID, oauth.Digest(rt), pair)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Lost a race with a concurrent refresh of the same token: the
+		// winner's pair is the one to use (seed 002: "only one wins").
+		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token was already used")
+	case err != nil:
+		return nil, a.storeFailed("rotating tokens", err)
+	}
+	a.audit.Info("tokens refreshed",
+		zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", old.Subject),
+		zap.String("old_refresh_digest", oauth.Digest(rt)), zap.String("access_digest", pair.Access.Digest),
+		zap.String("refresh_digest", pair.Refresh.Digest))
+	return resp, nil
+}
+
+// newPair mints an access and a refresh token of a grant.
+func (a *App) newPair(grantID, clientID, subject string, scopes []string) (store.Pair, *tokenResponse, error) {
+	at, err := oauth.NewToken(a.rand, oauth.AccessPrefix, grantID)
+	if err != nil {
+		return store.Pair{}, nil, err
+	}
+	rt, err := oauth.NewToken(a.rand, oauth.RefreshPrefix, grantID)
+	if err != nil {
+		return store.Pair{}, nil, err
+	}
+	now := a.now()
+	accessLife := time.Duration(a.AccessTokenLifetime)
+	p := store.Pair{
+		Access: store.Token{
+			Digest: oauth.Digest(at), ClientID: clientID, Subject: subject, Scopes: scopes,
+			ExpiresAt: now.Add(accessLife),
+			// The budget travels with the token so that the API hot path
+			// needs no client lookup before its one store round trip.
+			Limit: a.limits[clientID],
+		},
+		Refresh: store.Token{
+			Digest: oauth.Digest(rt), ClientID: clientID, Subject: subject, Scopes: scopes,
+			ExpiresAt: now.Add(time.Duration(a.RefreshTokenLifetime)),
+		},
+	}
+	p.Access.Pair, p.Refresh.Pair = p.Refresh.Digest, p.Access.Digest
+	return p, &tokenResponse{
+		AccessToken:  at,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(accessLife / time.Second),
+		RefreshToken: rt,
+		Scope:        oauth.FormatScope(scopes),
+	}, nil
+}
+
+// storeFailed logs a store failure and answers 503: the client should retry,
+// not conclude that its code or token is bad (DESIGN.md §4).
+func (a *App) storeFailed(op string, err error) *oauth.Error {
+	a.logger.Error("store failure", zap.String("op", op), zap.Error(err))
+	e := oauth.Errorf(oauth.TemporarilyUnavailable, "the authorization server is temporarily unavailable; retry shortly")
+	return e
+}
+
+// tollgateApp returns the tollgate app of the running config.
+func tollgateApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("tollgate")
+	if err != nil {
+		return nil, fmt.Errorf("loading tollgate app: %w", err)
+	}
+	return v.(*App), nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Token)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Token)(nil)
+)

@@ -1,0 +1,99 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+func init() {
+	caddy.RegisterModule(UserInfo{})
+}
+
+// userinfoScope is the scope /userinfo needs (seed 002: profile:read grants
+// "Name, role, country, photo URL").
+const userinfoScope = "profile:read"
+
+// UserInfo is the OIDC-style userinfo endpoint: the signed-in user's basic
+// profile, for a bearer token with profile:read.
+type UserInfo struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (UserInfo) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.tollgate_userinfo",
+		New: func() caddy.Module { return new(UserInfo) },
+	}
+}
+
+// Provision reaches the tollgate app.
+func (h *UserInfo) Provision(ctx caddy.Context) error {
+	app, err := tollgateApp(ctx)
+	h.app = app
+	return err
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	a := h.app
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "use GET"}).write(w, a.Realm)
+		return nil
+	}
+	c, aerr := a.authenticateBearer(r)
+	if aerr != nil {
+		aerr.write(w, a.Realm)
+		return nil
+	}
+	// /userinfo is an authenticated API response like any other: it
+	// carries the budget headers and spends the budget (issue 3).
+	a.rateHeaders(w.Header(), c.Rate)
+	if !c.Rate.Allowed {
+		tooMany(w, c.Rate, a.now(), a.Realm)
+		return nil
+	}
+	if !oauth.Contains(c.Token.Scopes, userinfoScope) {
+		insufficientScope(userinfoScope).write(w, a.Realm)
+		return nil
+	}
+	profile := map[string]string(nil)
+	if a.users != nil {
+		profile = a.users.Profile(c.Token.Subject)
+	}
+	if profile == nil {
+		g, err := a.store.GetGrant(r.Context(), c.GrantID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			invalidToken().write(w, a.Realm)
+			return nil
+		case err != nil:
+			a.logger.Error("store failure on userinfo", zap.Error(err))
+			(&apiError{Status: http.StatusServiceUnavailable, Detail: "retry shortly"}).write(w, a.Realm)
+			return nil
+		}
+		profile = g.Profile
+	}
+	claims := map[string]string{"sub": c.Token.Subject}
+	for _, f := range profileFields {
+		claims[f] = profile[f]
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(claims)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*UserInfo)(nil)
+	_ caddyhttp.MiddlewareHandler = (*UserInfo)(nil)
+)
