@@ -1,0 +1,33 @@
+# make run   — the gateway on Caddyfile.example (embedded store)
+# make test  — every test, installing redis-server first when it is missing
+# make bench — the gateway benchmark of integration/
+
+GO ?= go
+
+.PHONY: run test deps vet unit integration bench build
+
+run:
+	$(GO) run ./cmd/tollgate run --config Caddyfile.example
+
+build:
+	$(GO) build -o tollgate ./cmd/tollgate
+
+# The tests start their own redis-server on a free loopback port; they never
+# skip for lack of one, so install it here.
+deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+vet:
+	@test -z "$$(gofmt -l caddymodule cmd integration)" || { gofmt -l caddymodule cmd integration; echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./caddymodule/...
+
+integration:
+	$(GO) test -count=1 -timeout 20m ./integration/...
+
+test: deps vet unit integration
