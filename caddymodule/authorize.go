@@ -264,8 +264,13 @@ func (h *Authorize) refuse(w http.ResponseWriter, r *http.Request, e *oauth.Auth
 		renderPage(w, http.StatusBadRequest, errorPage, e.Error)
 		return
 	}
+	loc := oauth.ErrorRedirect(e)
+	if h.app.Issuer != "" {
+		// RFC 9207 §2: iss goes with error responses too.
+		loc = oauth.AddQuery(loc, url.Values{"iss": {h.app.Issuer}})
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, oauth.ErrorRedirect(e), http.StatusFound)
+	http.Redirect(w, r, loc, http.StatusFound)
 }
 
 func (h *Authorize) unavailable(w http.ResponseWriter, err error) {

@@ -30,13 +30,25 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauth.Error)
 	if err := r.ParseForm(); err != nil {
 		return nil, oauth.Errorf(oauth.InvalidRequest, "the body could not be parsed")
 	}
-	for k, vs := range r.PostForm {
-		if len(vs) > 1 {
-			// RFC 6749 §3.2: "MUST NOT be included more than once".
+	// Each parameter this endpoint reads must occur once (RFC 6749 §3.2);
+	// empty values count as absent and unknown parameters are ignored.
+	form := make(url.Values, len(tokenParams))
+	for _, k := range tokenParams {
+		v, dup := oauth.Single(r.PostForm[k])
+		if dup {
 			return nil, oauth.Errorf(oauth.InvalidRequest, "%s was given more than once", k)
 		}
+		if v != "" {
+			form[k] = []string{v}
+		}
 	}
-	return r.PostForm, nil
+	return form, nil
+}
+
+// tokenParams are the parameters the token and revocation endpoints read.
+var tokenParams = []string{
+	"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+	"client_id", "client_secret", "token", "token_type_hint",
 }
 
 // authenticateClient identifies the client by client_secret_basic or

@@ -121,18 +121,27 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 	}, nil
 }
 
-// param returns the value of name. A parameter given more than once is
-// reported (RFC 6749 §3.1: "MUST NOT be included more than once"); an empty
-// value counts as absent (§3.1: "treated as if they were omitted").
+// param returns the value of name. An empty value counts as absent (RFC
+// 6749 §3.1: "treated as if they were omitted"); a parameter that still
+// occurs more than once is reported (§3.1: "MUST NOT be included more than
+// once").
 func param(q url.Values, name string) (value string, dup bool) {
-	vs := q[name]
-	if len(vs) > 1 {
-		return "", true
+	return Single(q[name])
+}
+
+// Single returns the one non-empty value of vs, or dup when there are
+// several.
+func Single(vs []string) (value string, dup bool) {
+	for _, v := range vs {
+		if v == "" {
+			continue
+		}
+		if value != "" {
+			return "", true
+		}
+		value = v
 	}
-	if len(vs) == 1 {
-		return vs[0], false
-	}
-	return "", false
+	return value, false
 }
 
 // ErrorRedirect returns the URI the user agent is sent to for e: the
