@@ -149,9 +149,10 @@ func (h *Authorize) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	form := r.PostForm
 	decision := form.Get("decision")
-	// The decision takes the request out of the store so that it is acted
-	// on once; the login form leaves it for the consent step.
-	p, err := a.loadPending(ctx, form.Get("tx"), decision != "")
+	// Every POST takes the request out of the store, so that a form is
+	// acted on once; the login step stores it again under a new id with
+	// the next form.
+	p, err := a.takePending(ctx, form.Get("tx"))
 	if errors.Is(err, store.ErrNotFound) {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "This sign-in page has expired or was already used. Go back to the application and start again."))
 		return

@@ -109,17 +109,13 @@ func (a *App) savePending(ctx context.Context, tx string, p *pending) error {
 	return nil
 }
 
-// loadPending returns the pending request tx, taking it out of the store
-// when take is set so that a decision is acted on once.
-func (a *App) loadPending(ctx context.Context, tx string, take bool) (*pending, error) {
+// takePending takes the pending request tx out of the store, so that each
+// form built on it is acted on once.
+func (a *App) takePending(ctx context.Context, tx string) (*pending, error) {
 	if tx == "" || len(tx) > 128 {
 		return nil, store.ErrNotFound
 	}
-	get := a.store.GetBlob
-	if take {
-		get = a.store.TakeBlob
-	}
-	raw, err := get(ctx, pendingKey(tx))
+	raw, err := a.store.TakeBlob(ctx, pendingKey(tx))
 	if err != nil {
 		return nil, err
 	}
