@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +94,7 @@ type App struct {
 	clients map[string]*oauth.Client
 	limits  map[string]store.Limit // by client_id
 	scopes  map[string]string
-	store   store.Store
+	store   backend
 	poolKey string
 	logger  *zap.Logger
 	audit   *zap.Logger
@@ -132,6 +134,45 @@ type ClientConfig struct {
 	// RateLimit overrides the app's default budget for this client's
 	// grants, as <count>/<duration>; "unlimited" turns counting off.
 	RateLimit string `json:"rate_limit,omitempty"`
+
+	// The policy knobs below default to the DSS behaviour.
+
+	// PKCE is "required" (default) or "optional". Optional still verifies
+	// a challenge that was sent, and refuses a code_verifier for a code
+	// issued without one (RFC 9700 §4.8.2).
+	PKCE string `json:"pkce,omitempty"`
+	// State is "required" (default) or "optional".
+	State string `json:"state,omitempty"`
+	// StateMinLength is the minimum length of state, when sent.
+	StateMinLength int `json:"state_min_length,omitempty"`
+	// RedirectURIOptional lets authorization requests omit redirect_uri
+	// (the first registered URI is used) and token requests omit it too.
+	RedirectURIOptional bool `json:"redirect_uri_optional,omitempty"`
+	// HTTPSOnly refuses plain-http redirect URIs even on loopback.
+	HTTPSOnly bool `json:"https_only,omitempty"`
+	// TokenJSON lets the token endpoint take application/json bodies as
+	// well as forms.
+	TokenJSON bool `json:"token_json,omitempty"`
+	// TokenHeader is a header the token and revocation requests must carry
+	// (e.g. an Api-key issued at registration).
+	TokenHeader *HeaderRequirement `json:"token_header,omitempty"`
+	// DefaultScopes are granted when the authorization request omits
+	// scope (RFC 6749 §3.3).
+	DefaultScopes []string `json:"default_scopes,omitempty"`
+	// AccessTokenLifetime and RefreshTokenLifetime override the app's.
+	AccessTokenLifetime  caddy.Duration `json:"access_token_lifetime,omitempty"`
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// RefreshTokens, when false, issues access tokens only. Default true.
+	RefreshTokens *bool `json:"refresh_tokens,omitempty"`
+}
+
+// HeaderRequirement is a request header that must carry a given value.
+type HeaderRequirement struct {
+	// Name is the header name, e.g. Api-key.
+	Name string `json:"name"`
+	// Value is the expected value; placeholders such as {env.API_KEY} are
+	// resolved at load time and only its digest is kept.
+	Value string `json:"value"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -223,6 +264,26 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 	if c.Name == "" {
 		c.Name = c.ID
 	}
+	c.Policy = oauth.Policy{
+		PKCEOptional:         cc.PKCE == "optional",
+		StateOptional:        cc.State == "optional",
+		StateMinLength:       cc.StateMinLength,
+		RedirectURIOptional:  cc.RedirectURIOptional,
+		HTTPSOnly:            cc.HTTPSOnly,
+		JSONBody:             cc.TokenJSON,
+		DefaultScopes:        cc.DefaultScopes,
+		AccessTokenLifetime:  time.Duration(cc.AccessTokenLifetime),
+		RefreshTokenLifetime: time.Duration(cc.RefreshTokenLifetime),
+		NoRefreshTokens:      cc.RefreshTokens != nil && !*cc.RefreshTokens,
+	}
+	if th := cc.TokenHeader; th != nil {
+		v := repl.ReplaceAll(th.Value, "")
+		if th.Name == "" || v == "" {
+			return nil, fmt.Errorf("client %s: token_header needs a name and a non-empty value", cc.ClientID)
+		}
+		c.TokenHeader = http.CanonicalHeaderKey(th.Name)
+		c.TokenHeaderDigest = sha256.Sum256([]byte(v))
+	}
 	switch {
 	case cc.Secret != "" && cc.SecretSHA256 != "":
 		return nil, fmt.Errorf("client %s: give secret or secret_sha256, not both", cc.ClientID)
@@ -263,8 +324,22 @@ func (a *App) Validate() error {
 			return fmt.Errorf("client %s: no redirect_uri registered", cc.ClientID)
 		}
 		seen[cc.ClientID] = true
+		if cc.PKCE != "" && cc.PKCE != "required" && cc.PKCE != "optional" {
+			return fmt.Errorf("client %s: pkce must be required or optional", cc.ClientID)
+		}
+		if cc.State != "" && cc.State != "required" && cc.State != "optional" {
+			return fmt.Errorf("client %s: state must be required or optional", cc.ClientID)
+		}
+		if cc.StateMinLength < 0 {
+			return fmt.Errorf("client %s: state_min_length must not be negative", cc.ClientID)
+		}
+		for _, s := range cc.DefaultScopes {
+			if !slices.Contains(cc.Scopes, s) {
+				return fmt.Errorf("client %s: default scope %q is not among its scopes", cc.ClientID, s)
+			}
+		}
 		for _, u := range cc.RedirectURIs {
-			if err := oauth.CheckRegisteredRedirectURI(u); err != nil {
+			if err := oauth.CheckRegisteredRedirectURI(u, cc.HTTPSOnly); err != nil {
 				return fmt.Errorf("client %s: %w", cc.ClientID, err)
 			}
 		}

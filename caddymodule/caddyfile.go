@@ -125,6 +125,17 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //			redirect_uri  <uri...>
 //			scopes        <scope...>
 //			rate_limit    <count>/<duration> | unlimited
+//			pkce          required | optional
+//			state         required | optional
+//			state_min_length <n>
+//			redirect_uri_optional
+//			https_only
+//			token_json
+//			token_header  <name> <value>
+//			default_scopes <scope...>
+//			access_token_lifetime  <duration>
+//			refresh_token_lifetime <duration>
+//			refresh_tokens on | off
 //		}
 //		users {
 //			<username> <bcrypt hash> {
@@ -260,6 +271,68 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			if err := oneArg(d, &c.RateLimit); err != nil {
 				return c, err
 			}
+		case "pkce":
+			if err := oneArg(d, &c.PKCE); err != nil {
+				return c, err
+			}
+		case "state":
+			if err := oneArg(d, &c.State); err != nil {
+				return c, err
+			}
+		case "state_min_length":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return c, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return c, d.Errf("client %s: state_min_length %q is not a length", c.ClientID, v)
+			}
+			c.StateMinLength = n
+		case "redirect_uri_optional":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.RedirectURIOptional = true
+		case "https_only":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.HTTPSOnly = true
+		case "token_json":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.TokenJSON = true
+		case "token_header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return c, d.Errf("client %s: token_header takes a header name and a value", c.ClientID)
+			}
+			c.TokenHeader = &HeaderRequirement{Name: args[0], Value: args[1]}
+		case "default_scopes":
+			c.DefaultScopes = d.RemainingArgs()
+			if len(c.DefaultScopes) == 0 {
+				return c, d.ArgErr()
+			}
+		case "access_token_lifetime":
+			if err := durationArg(d, &c.AccessTokenLifetime); err != nil {
+				return c, err
+			}
+		case "refresh_token_lifetime":
+			if err := durationArg(d, &c.RefreshTokenLifetime); err != nil {
+				return c, err
+			}
+		case "refresh_tokens":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return c, err
+			}
+			if v != "on" && v != "off" {
+				return c, d.Errf("client %s: refresh_tokens takes on or off", c.ClientID)
+			}
+			on := v == "on"
+			c.RefreshTokens = &on
 		default:
 			return c, d.Errf("client %s: unknown option %q", c.ClientID, dir)
 		}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"mime"
 	"net/http"
 	"net/url"
@@ -12,37 +13,55 @@ import (
 // request is a few hundred bytes.
 const maxFormBytes = 64 << 10
 
-// readForm parses an application/x-www-form-urlencoded body (RFC 6749 §3.2:
-// token requests are POSTed form-encoded; parameters in the query string
-// are not read, so secrets in URLs are never honoured).
-func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauth.Error) {
+// readForm parses the body of a token or revocation request: form-encoded
+// (RFC 6749 §3.2; parameters in the query string are not read, so secrets
+// in URLs are never honoured) or, for clients that are allowed it, a JSON
+// object of strings (the Dash style). isJSON tells the caller which, so it
+// can refuse JSON from clients not registered for it.
+func readForm(w http.ResponseWriter, r *http.Request) (form url.Values, isJSON bool, oerr *oauth.Error) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		e := oauth.Errorf(oauth.InvalidRequest, "use POST")
 		e.Status = http.StatusMethodNotAllowed
-		return nil, e
-	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
-		return nil, oauth.Errorf(oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded")
+		return nil, false, e
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return nil, oauth.Errorf(oauth.InvalidRequest, "the body could not be parsed")
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return nil, false, oauth.Errorf(oauth.InvalidRequest, "the body could not be parsed")
+		}
+	case "application/json":
+		var obj map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&obj); err != nil {
+			return nil, true, oauth.Errorf(oauth.InvalidRequest, "the body is not a JSON object")
+		}
+		r.PostForm = make(url.Values, len(obj))
+		for k, v := range obj {
+			str, ok := v.(string)
+			if !ok {
+				return nil, true, oauth.Errorf(oauth.InvalidRequest, "%s must be a string", k)
+			}
+			r.PostForm[k] = []string{str}
+		}
+		isJSON = true
+	default:
+		return nil, false, oauth.Errorf(oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
 	// Each parameter this endpoint reads must occur once (RFC 6749 §3.2);
 	// empty values count as absent and unknown parameters are ignored.
-	form := make(url.Values, len(tokenParams))
+	form = make(url.Values, len(tokenParams))
 	for _, k := range tokenParams {
 		v, dup := oauth.Single(r.PostForm[k])
 		if dup {
-			return nil, oauth.Errorf(oauth.InvalidRequest, "%s was given more than once", k)
+			return nil, isJSON, oauth.Errorf(oauth.InvalidRequest, "%s was given more than once", k)
 		}
 		if v != "" {
 			form[k] = []string{v}
 		}
 	}
-	return form, nil
+	return form, isJSON, nil
 }
 
 // tokenParams are the parameters the token and revocation endpoints read.
@@ -55,7 +74,7 @@ var tokenParams = []string{
 // client_secret_post (RFC 6749 §2.3.1); using both at once is refused. An
 // unknown client_id costs the same hash and comparison as a known one, so
 // the timing tells nothing about which client ids exist.
-func (a *App) authenticateClient(r *http.Request, form url.Values) (*oauth.Client, *oauth.Error) {
+func (a *App) authenticateClient(r *http.Request, form url.Values, isJSON bool) (*oauth.Client, *oauth.Error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if form.Get("client_secret") != "" {
@@ -83,6 +102,14 @@ func (a *App) authenticateClient(r *http.Request, form url.Values) (*oauth.Clien
 		e := oauth.Errorf(oauth.InvalidClient, "client authentication failed: wrong client_id or client_secret")
 		e.Basic = basic
 		return nil, e
+	}
+	if !c.CheckTokenHeader(r.Header.Get(c.TokenHeader)) {
+		e := oauth.Errorf(oauth.InvalidClient, "client authentication failed: the %s header is missing or wrong", c.TokenHeader)
+		e.Basic = basic
+		return nil, e
+	}
+	if isJSON && !c.JSONBody {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
 	return c, nil
 }

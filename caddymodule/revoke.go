@@ -53,11 +53,11 @@ func (h *Revoke) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 
 func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 	a := h.app
-	form, oerr := readForm(w, r)
+	form, isJSON, oerr := readForm(w, r)
 	if oerr != nil {
 		return oerr
 	}
-	client, oerr := a.authenticateClient(r, form)
+	client, oerr := a.authenticateClient(r, form, isJSON)
 	if oerr != nil {
 		return oerr
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -18,14 +19,33 @@ import (
 // sign every user out and invalidate every token.
 var stores = caddy.NewUsagePool()
 
+// backend is what the handlers need of a store.
+type backend interface {
+	SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration) error
+	GetGrant(ctx context.Context, grantID string) (store.Grant, error)
+	RevokeGrant(ctx context.Context, grantID string) (store.Grant, error)
+	SaveCode(ctx context.Context, grantID, digest string, c store.Code) error
+	ConsumeCode(ctx context.Context, grantID, digest string) (store.Code, error)
+	IssueTokens(ctx context.Context, grantID, codeDigest string, p store.Pair) error
+	GetToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error)
+	Rotate(ctx context.Context, grantID, oldRefresh string, p store.Pair) error
+	Authenticate(ctx context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error)
+	Refund(ctx context.Context, grantID string, l store.Limit) error
+	SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	GetBlob(ctx context.Context, key string) ([]byte, error)
+	TakeBlob(ctx context.Context, key string) ([]byte, error)
+	DeleteBlob(ctx context.Context, key string) error
+	Close() error
+}
+
 // pooledStore lets the usage pool close a store when its last user is gone.
-type pooledStore struct{ store.Store }
+type pooledStore struct{ backend }
 
 func (p pooledStore) Destruct() error { return p.Close() }
 
 // openStore returns the store for a resolved store setting and the key
 // under which it is pooled.
-func openStore(setting string, now func() time.Time) (store.Store, string, error) {
+func openStore(setting string, now func() time.Time) (backend, string, error) {
 	setting = strings.TrimSpace(setting)
 	key := setting
 	if setting == "" || setting == "memory" {
@@ -49,5 +69,5 @@ func openStore(setting string, now func() time.Time) (store.Store, string, error
 	if err != nil {
 		return nil, "", err
 	}
-	return val.(pooledStore).Store, key, nil
+	return val.(pooledStore).backend, key, nil
 }

@@ -67,11 +67,11 @@ func (h *Token) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 }
 
 func (h *Token) serve(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauth.Error) {
-	form, oerr := readForm(w, r)
+	form, isJSON, oerr := readForm(w, r)
 	if oerr != nil {
 		return nil, oerr
 	}
-	client, oerr := h.app.authenticateClient(r, form)
+	client, oerr := h.app.authenticateClient(r, form, isJSON)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -94,10 +94,12 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 		return nil, oauth.Errorf(oauth.InvalidRequest, "code is missing")
 	}
 	verifier := form.Get("code_verifier")
-	if verifier == "" {
+	switch {
+	case verifier == "" && !client.PKCEOptional:
+		// Refused before the code is consumed: a request that forgot the
+		// verifier does not burn the partner's code.
 		return nil, oauth.Errorf(oauth.InvalidRequest, "code_verifier is missing (PKCE is required)")
-	}
-	if !oauth.ValidVerifier(verifier) {
+	case verifier != "" && !oauth.ValidVerifier(verifier):
 		return nil, oauth.Errorf(oauth.InvalidRequest, "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~")
 	}
 	prefix, grantID, ok := oauth.ParseToken(code)
@@ -118,15 +120,20 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 	}
 	// The code is spent whatever follows: a request that fails these checks
 	// may be an attacker's, and the code must not be left for another try.
+	redirectURI := form.Get("redirect_uri")
 	switch {
 	case c.ClientID != client.ID:
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was issued to another client")
-	case form.Get("redirect_uri") != c.RedirectURI:
+	case redirectURI != c.RedirectURI && !(redirectURI == "" && client.RedirectURIOptional):
 		return nil, oauth.Errorf(oauth.InvalidGrant, "redirect_uri does not exactly match the one of the authorization request")
-	case subtle.ConstantTimeCompare([]byte(oauth.S256(verifier)), []byte(c.Challenge)) != 1:
+	case c.Challenge == "" && verifier != "":
+		// RFC 9700 §4.8.2: a verifier for a code issued without a
+		// challenge is a sign of a PKCE downgrade attempt.
+		return nil, oauth.Errorf(oauth.InvalidGrant, "code_verifier sent for a code issued without code_challenge")
+	case c.Challenge != "" && subtle.ConstantTimeCompare([]byte(oauth.S256(verifier)), []byte(c.Challenge)) != 1:
 		return nil, oauth.Errorf(oauth.InvalidGrant, "code_verifier does not match the code_challenge")
 	}
-	pair, resp, err := a.newPair(grantID, client.ID, c.Subject, c.Scopes)
+	pair, resp, err := a.newPair(grantID, client, c.Subject, c.Scopes)
 	if err != nil {
 		return nil, a.storeFailed("making tokens", err)
 	}
@@ -171,7 +178,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 			return nil, oauth.Errorf(oauth.InvalidScope, "scope %q was not granted; refresh cannot widen scope", m)
 		}
 	}
-	pair, resp, err := a.newPair(grantID, client.ID, old.Subject, scopes)
+	pair, resp, err := a.newPair(grantID, client, old.Subject, scopes)
 	if err != nil {
 		return nil, a.storeFailed("making tokens", err)
 	}
@@ -191,39 +198,47 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	return resp, nil
 }
 
-// newPair mints an access and a refresh token of a grant.
-func (a *App) newPair(grantID, clientID, subject string, scopes []string) (store.Pair, *tokenResponse, error) {
+// newPair mints an access token and, unless the client gets none, a
+// refresh token of a grant, with the client's lifetimes and budget.
+func (a *App) newPair(grantID string, client *oauth.Client, subject string, scopes []string) (store.Pair, *tokenResponse, error) {
+	accessLife, refreshLife := time.Duration(a.AccessTokenLifetime), time.Duration(a.RefreshTokenLifetime)
+	if client.AccessTokenLifetime > 0 {
+		accessLife = client.AccessTokenLifetime
+	}
+	if client.RefreshTokenLifetime > 0 {
+		refreshLife = client.RefreshTokenLifetime
+	}
 	at, err := oauth.NewToken(a.rand, oauth.AccessPrefix, grantID)
 	if err != nil {
 		return store.Pair{}, nil, err
 	}
-	rt, err := oauth.NewToken(a.rand, oauth.RefreshPrefix, grantID)
-	if err != nil {
-		return store.Pair{}, nil, err
-	}
 	now := a.now()
-	accessLife := time.Duration(a.AccessTokenLifetime)
-	p := store.Pair{
-		Access: store.Token{
-			Digest: oauth.Digest(at), ClientID: clientID, Subject: subject, Scopes: scopes,
-			ExpiresAt: now.Add(accessLife),
-			// The budget travels with the token so that the API hot path
-			// needs no client lookup before its one store round trip.
-			Limit: a.limits[clientID],
-		},
-		Refresh: store.Token{
-			Digest: oauth.Digest(rt), ClientID: clientID, Subject: subject, Scopes: scopes,
-			ExpiresAt: now.Add(time.Duration(a.RefreshTokenLifetime)),
-		},
+	p := store.Pair{Access: store.Token{
+		Digest: oauth.Digest(at), ClientID: client.ID, Subject: subject, Scopes: scopes,
+		ExpiresAt: now.Add(accessLife),
+		// The budget travels with the token so that the API hot path
+		// needs no client lookup before its one store round trip.
+		Limit: a.limits[client.ID],
+	}}
+	resp := &tokenResponse{
+		AccessToken: at,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(accessLife / time.Second),
+		Scope:       oauth.FormatScope(scopes),
 	}
-	p.Access.Pair, p.Refresh.Pair = p.Refresh.Digest, p.Access.Digest
-	return p, &tokenResponse{
-		AccessToken:  at,
-		TokenType:    "Bearer",
-		ExpiresIn:    int64(accessLife / time.Second),
-		RefreshToken: rt,
-		Scope:        oauth.FormatScope(scopes),
-	}, nil
+	if !client.NoRefreshTokens {
+		rt, err := oauth.NewToken(a.rand, oauth.RefreshPrefix, grantID)
+		if err != nil {
+			return store.Pair{}, nil, err
+		}
+		p.Refresh = store.Token{
+			Digest: oauth.Digest(rt), ClientID: client.ID, Subject: subject, Scopes: scopes,
+			ExpiresAt: now.Add(refreshLife),
+		}
+		p.Access.Pair, p.Refresh.Pair = p.Refresh.Digest, p.Access.Digest
+		resp.RefreshToken = rt
+	}
+	return p, resp, nil
 }
 
 // storeFailed logs a store failure and answers 503: the client should retry,

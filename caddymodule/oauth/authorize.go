@@ -53,6 +53,9 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 	switch {
 	case dup:
 		return nil, page("redirect_uri was given more than once")
+	case redirectURI == "" && client.RedirectURIOptional:
+		// The client's primary redirect URI (the Dash style).
+		redirectURI = client.PrimaryRedirectURI()
 	case redirectURI == "":
 		return nil, page("redirect_uri is missing")
 	case !client.HasRedirectURI(redirectURI):
@@ -83,11 +86,17 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 	default:
 		return fail(UnsupportedResponseType, "response_type must be code")
 	}
-	if state == "" {
+	switch {
+	case state == "" && !client.StateOptional:
 		return fail(InvalidRequest, "state is missing")
+	case state != "" && len(state) < client.StateMinLength:
+		return fail(InvalidRequest, "state must be at least %d characters", client.StateMinLength)
 	}
 	rawScope, _ := param(q, "scope")
 	scopes := ParseScope(rawScope)
+	if len(scopes) == 0 {
+		scopes = client.DefaultScopes
+	}
 	if len(scopes) == 0 {
 		// RFC 6749 §3.3: with no default scope, an omitted scope fails as
 		// invalid_scope.
@@ -104,6 +113,10 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 	challenge, _ := param(q, "code_challenge")
 	method, _ := param(q, "code_challenge_method")
 	switch {
+	case challenge == "" && client.PKCEOptional:
+		if method != "" {
+			return fail(InvalidRequest, "code_challenge_method without code_challenge")
+		}
 	case challenge == "":
 		return fail(InvalidRequest, "code_challenge is missing (PKCE is required)")
 	case method != "S256":

@@ -113,7 +113,7 @@ func TestCheckRegisteredRedirectURI(t *testing.T) {
 		"/relative":                       false,
 		"javascript:alert(1)":             false,
 	} {
-		if err := CheckRegisteredRedirectURI(uri); (err == nil) != ok {
+		if err := CheckRegisteredRedirectURI(uri, false); (err == nil) != ok {
 			t.Errorf("CheckRegisteredRedirectURI(%q) = %v, want ok=%v", uri, err, ok)
 		}
 	}

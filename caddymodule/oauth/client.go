@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Client is a registered partner application.
@@ -18,6 +19,63 @@ type Client struct {
 	SecretDigest [sha256.Size]byte
 	RedirectURIs []string
 	Scopes       []string
+	Policy
+}
+
+// Policy holds the per-client protocol knobs. The zero value is the
+// behaviour of the DSS documents: PKCE S256 required, state required,
+// redirect_uri required, loopback http allowed, form bodies only, refresh
+// tokens issued. Other partner styles (Dash, Trans) are configurations.
+type Policy struct {
+	// PKCEOptional accepts an authorization request without a
+	// code_challenge. A challenge that is sent is still verified, and a
+	// code_verifier for a code issued without one is refused (RFC 9700
+	// §4.8.2: PKCE downgrade).
+	PKCEOptional bool
+	// StateOptional accepts an authorization request without state.
+	StateOptional bool
+	// StateMinLength is the minimum length of a state that is sent.
+	StateMinLength int
+	// RedirectURIOptional lets the authorization request omit
+	// redirect_uri (the first registered URI is used) and the token
+	// request omit it too; one that is sent must still match.
+	RedirectURIOptional bool
+	// HTTPSOnly refuses plain-http redirect URIs even on loopback.
+	HTTPSOnly bool
+	// JSONBody lets the token endpoint take an application/json body.
+	JSONBody bool
+	// TokenHeader, when set, is a header the token and revocation
+	// requests must carry with the value whose SHA-256 is
+	// TokenHeaderDigest (e.g. an Api-key issued at registration).
+	TokenHeader       string
+	TokenHeaderDigest [sha256.Size]byte
+	// DefaultScopes are granted when the request omits scope (RFC 6749
+	// §3.3); without them an omitted scope is invalid_scope.
+	DefaultScopes []string
+	// AccessTokenLifetime and RefreshTokenLifetime override the app's
+	// lifetimes when non-zero.
+	AccessTokenLifetime  time.Duration
+	RefreshTokenLifetime time.Duration
+	// NoRefreshTokens issues access tokens only.
+	NoRefreshTokens bool
+}
+
+// CheckTokenHeader reports whether the request headers satisfy the
+// client's required token-endpoint header, comparing in constant time.
+func (c *Client) CheckTokenHeader(value string) bool {
+	if c.TokenHeader == "" {
+		return true
+	}
+	sum := sha256.Sum256([]byte(value))
+	return value != "" && subtle.ConstantTimeCompare(sum[:], c.TokenHeaderDigest[:]) == 1
+}
+
+// PrimaryRedirectURI is the first registered redirect URI.
+func (c *Client) PrimaryRedirectURI() string {
+	if len(c.RedirectURIs) == 0 {
+		return ""
+	}
+	return c.RedirectURIs[0]
 }
 
 // Authenticate compares secret with the registered one in constant time.
@@ -44,7 +102,7 @@ func (c *Client) HasRedirectURI(uri string) bool {
 // time: absolute, no fragment (RFC 6749 §3.1.2), and https unless it points
 // at the loopback interface (http://localhost or http://127.0.0.1 on any
 // port, for local development; RFC 8252 §7.3).
-func CheckRegisteredRedirectURI(raw string) error {
+func CheckRegisteredRedirectURI(raw string, httpsOnly bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("redirect_uri %q: %w", raw, err)
@@ -59,7 +117,7 @@ func CheckRegisteredRedirectURI(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopbackHost(u.Hostname()) {
+		if !httpsOnly && isLoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("redirect_uri %q: must be https (plain http only for localhost and 127.0.0.1)", raw)
