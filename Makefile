@@ -31,3 +31,9 @@ integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
 test: deps vet unit integration
+
+# Plain reverse_proxy vs Tollgate (memory, Redis) vs forward_auth, same run;
+# needs wrk (apt-get install wrk).
+bench: deps
+	@command -v wrk >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(GO) run ./integration/bench -duration 10s -rounds 3 -out integration/bench-results/bench.md
