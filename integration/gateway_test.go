@@ -28,6 +28,11 @@ type gatewayConfig struct {
 	codeLifetime         string // replaces "code_lifetime 60s"
 	accessTokenLifetime  string // replaces "access_token_lifetime 1h"
 	refreshTokenLifetime string // replaces "refresh_token_lifetime 90d"
+
+	// The two settings the example reads from the environment, passed to
+	// the process as such ("" leaves the variable unset: the default).
+	legacyUpstream string // TOLLGATE_LEGACY_UPSTREAM: host:port the API routes proxy to
+	rateLimit      string // TOLLGATE_RATE_LIMIT: each grant's budget, <count>/<duration>
 }
 
 // gateway is one running tollgate process.
@@ -73,7 +78,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 	// A free port found by listening on :0 can be taken by another test's
 	// process before ours binds it; retry on a fresh set.
 	for attempt := 0; attempt < 3; attempt++ {
-		gw, err := launch(t, storeKind, storeURL, config)
+		gw, err := launch(t, storeKind, storeURL, config, cfg.environment()...)
 		if err == nil {
 			return gw
 		}
@@ -89,7 +94,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg == (gatewayConfig{}) {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -116,7 +121,20 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	return path
 }
 
-func launch(t *testing.T, storeKind, storeURL, config string) (*gateway, error) {
+// environment is the TOLLGATE_* variables cfg sets beyond the ones launch
+// always sets.
+func (cfg gatewayConfig) environment() []string {
+	var env []string
+	if cfg.legacyUpstream != "" {
+		env = append(env, "TOLLGATE_LEGACY_UPSTREAM="+cfg.legacyUpstream)
+	}
+	if cfg.rateLimit != "" {
+		env = append(env, "TOLLGATE_RATE_LIMIT="+cfg.rateLimit)
+	}
+	return env
+}
+
+func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string) (*gateway, error) {
 	t.Helper()
 	ports := freePorts(t, 3)
 	home := t.TempDir()
@@ -133,6 +151,7 @@ func launch(t *testing.T, storeKind, storeURL, config string) (*gateway, error) 
 		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
 		"XDG_DATA_HOME="+filepath.Join(home, "data"),
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	out := new(lockedBuffer)
 	cmd.Stdout = out
 	cmd.Stderr = out

@@ -1,0 +1,319 @@
+package integration
+
+// The partner-style configurations: integration/testdata/dash.Caddyfile
+// (seed 001, Dash), integration/testdata/trans.Caddyfile (seed 003, Trans)
+// and Caddyfile.example driven by the literal curl commands of seed 002
+// (DSS). Each test replays the document's requests as written.
+//
+// Issue: "integration tests replay each document's requests as written (the
+// Dash JSON body, the Trans form with `Api-key`, the DSS curl commands)
+// against those files".
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
+)
+
+// partnerConfig is one Caddyfile under test and where its token endpoint
+// is mounted (the readiness probe: a GET there answers 405, while every
+// unrouted path of these configs answers 404).
+type partnerConfig struct {
+	caddyfile string // relative to the module root
+	tokenPath string
+}
+
+var (
+	dashConfig  = partnerConfig{"integration/testdata/dash.Caddyfile", "/api/auth/token"}
+	transConfig = partnerConfig{"integration/testdata/trans.Caddyfile", "/ext/auth-api/accounts/token"}
+	dssConfig   = partnerConfig{"Caddyfile.example", "/oauth/token"}
+)
+
+// forEachStorePartner runs fn as the parallel subtests "memory" and
+// "redis", each against its own gateway process running cfg.
+func forEachStorePartner(t *testing.T, cfg partnerConfig, fn func(t *testing.T, gw *gateway)) {
+	t.Helper()
+	t.Parallel()
+	for _, s := range stores {
+		t.Run(s, func(t *testing.T) {
+			t.Parallel()
+			fn(t, startPartnerGateway(t, s, cfg))
+		})
+	}
+}
+
+// startPartnerGateway runs the binary with cfg's Caddyfile on fresh ports.
+// Unlike launch it knows the legacy port before the process starts, so it
+// points TOLLGATE_LEGACY_UPSTREAM at the config's own fake legacy API, and
+// it probes the config's token path rather than /oauth/token.
+func startPartnerGateway(t *testing.T, storeKind string, cfg partnerConfig) *gateway {
+	t.Helper()
+	storeURL := ""
+	if storeKind == "redis" {
+		storeURL = storetest.StartRedis(t)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		gw, err := launchPartner(t, storeKind, storeURL, cfg)
+		if err == nil {
+			return gw
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("starting gateway with %s (%s store): %v", cfg.caddyfile, storeKind, lastErr)
+	return nil
+}
+
+func launchPartner(t *testing.T, storeKind, storeURL string, cfg partnerConfig) (*gateway, error) {
+	t.Helper()
+	ports := freePorts(t, 3)
+	home := t.TempDir()
+	cmd := exec.Command(binary, "run", "--config", filepath.Join(repoRoot, cfg.caddyfile), "--adapter", "caddyfile")
+	cmd.Dir = repoRoot
+	cmd.Env = append(environWithout("TOLLGATE_", "XDG_", "HOME="),
+		fmt.Sprintf("TOLLGATE_PORT=%d", ports[0]),
+		fmt.Sprintf("TOLLGATE_LEGACY_PORT=%d", ports[1]),
+		fmt.Sprintf("TOLLGATE_LEGACY_UPSTREAM=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("TOLLGATE_ADMIN=127.0.0.1:%d", ports[2]),
+		"TOLLGATE_STORE="+storeURL,
+		"HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
+		"XDG_DATA_HOME="+filepath.Join(home, "data"),
+	)
+	out := new(lockedBuffer)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	gw := &gateway{
+		store:  storeKind,
+		port:   ports[0],
+		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
+		output: out,
+	}
+	probe := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("exited before answering HTTP (%v); output:\n%s", waitErr, out.String())
+		default:
+		}
+		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d%s", ports[0], cfg.tokenPath))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusMethodNotAllowed {
+				break
+			}
+			err = fmt.Errorf("GET %s answered %d, want the token endpoint's 405", cfg.tokenPath, resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("no token endpoint on port %d after 30s (%v); output:\n%s", ports[0], err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("gateway (%s, %s store, port %d) output (last %d lines):\n%s", cfg.caddyfile, storeKind, ports[0], logTail, tail(out.String(), logTail))
+		}
+	})
+	return gw, nil
+}
+
+// curlRequest builds a request the way the documents' curl commands send
+// it: curl's User-Agent and Accept, and a -d body sent byte for byte with
+// Content-Type application/x-www-form-urlencoded (curl -d does not encode).
+func curlRequest(t *testing.T, method, rawURL, body string) *http.Request {
+	t.Helper()
+	var req *http.Request
+	var err error
+	if body == "" {
+		req, err = http.NewRequest(method, rawURL, nil)
+	} else {
+		req, err = http.NewRequest(method, rawURL, strings.NewReader(body))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", "curl/8.5.0")
+	req.Header.Set("Accept", "*/*")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	return req
+}
+
+// curlData joins -d arguments as curl does: in the given order, with '&',
+// values as they are.
+func curlData(pairs ...string) string {
+	var parts []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		parts = append(parts, pairs[i]+"="+pairs[i+1])
+	}
+	return strings.Join(parts, "&")
+}
+
+// orderedForm form-encodes pairs in the given order (a url.Values would
+// sort them).
+func orderedForm(pairs ...string) string {
+	var parts []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		parts = append(parts, url.QueryEscape(pairs[i])+"="+url.QueryEscape(pairs[i+1]))
+	}
+	return strings.Join(parts, "&")
+}
+
+// describe names a raw request for a failure message, hiding the value
+// of Authorization.
+func describe(req *http.Request, body string) string {
+	d := req.Method + " " + req.URL.RequestURI()
+	for _, k := range []string{"Content-Type", "Api-Key", "Authorization"} {
+		if v := req.Header.Get(k); v != "" {
+			if k == "Authorization" {
+				v = strings.SplitN(v, " ", 2)[0] + " …"
+			}
+			d += "\n" + k + ": " + v
+		}
+	}
+	if body != "" {
+		d += "\n\n" + body
+	}
+	return d
+}
+
+// allowTo submits decision=allow on the consent page and checks the 303
+// goes to want, the registered redirect URI the request resolved to; it
+// returns the Location.
+//
+// 303, not the 302 of seed 003's example: the consent form is a POST that
+// may carry the user's credentials, and RFC 9700 §4.12: "If an HTTP
+// redirection … is used for such a request, AS SHOULD use HTTP status code
+// 303 (See Other)."
+func (b *browser) allowTo(consent *page, want string) *url.URL {
+	b.t.Helper()
+	p := b.submit(consent, url.Values{"decision": {"allow"}})
+	return wantRedirectTo(b.t, p, want, http.StatusSeeOther)
+}
+
+// wantRedirectTo checks p redirects with one of statuses to want plus a
+// query and returns the Location.
+func wantRedirectTo(t *testing.T, p *page, want string, statuses ...int) *url.URL {
+	t.Helper()
+	ok := false
+	for _, s := range statuses {
+		ok = ok || p.status == s
+	}
+	if !ok {
+		t.Fatalf("want %v to %s:\n%s", statuses, want, p)
+	}
+	loc, err := url.Parse(p.header.Get("Location"))
+	if err != nil {
+		t.Fatalf("Location: %v\n%s", err, p)
+	}
+	target := *loc
+	target.RawQuery = ""
+	if target.String() != want {
+		t.Fatalf("redirected to %q, want %q:\n%s", loc, want, p)
+	}
+	return loc
+}
+
+// wantCode checks the callback carries a code and no error, and the state
+// wantState ("" for a request without state); it returns the code.
+func wantCode(t *testing.T, loc *url.URL, wantState string) string {
+	t.Helper()
+	q := loc.Query()
+	if q.Has("error") || q.Get("code") == "" {
+		t.Fatalf("callback has no code: %s", loc)
+	}
+	if wantState == "" {
+		// RFC 6749 §4.1.2: state is "REQUIRED if the "state" parameter was
+		// present in the client authorization request".
+		if q.Has("state") {
+			t.Errorf("callback carries state %q for a request without one (RFC 6749 §4.1.2): %s", q.Get("state"), loc)
+		}
+	} else if q.Get("state") != wantState {
+		t.Fatalf("callback state = %q, want %q unchanged: %s", q.Get("state"), wantState, loc)
+	}
+	return q.Get("code")
+}
+
+// wantAPIOK checks a 200 JSON answer of the config's fake legacy API for
+// alice and returns it decoded.
+func wantAPIOK(t *testing.T, r *response) map[string]any {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("API call: want 200 from the legacy API:\n%s", r)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("API call: Content-Type = %q, want application/json:\n%s", ct, r)
+	}
+	m := r.json(t)
+	if m["user_id"] != username {
+		t.Fatalf("API call: user_id = %#v, want %q (the legacy API is told who the user is):\n%s", m["user_id"], username, r)
+	}
+	return m
+}
+
+// pythonPKCEPair makes a PKCE pair exactly as seed 002's one-liners do:
+//
+//	secrets.token_urlsafe(64)[:64]
+//	base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).rstrip(b'=')
+//
+// token_urlsafe(n) is the unpadded base64url encoding of n random bytes.
+func pythonPKCEPair(t *testing.T) (verifier, challenge string) {
+	t.Helper()
+	raw := make([]byte, 64)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	verifier = strings.TrimRight(base64.URLEncoding.EncodeToString(raw), "=")[:64]
+	return verifier, pythonChallenge(verifier)
+}
+
+func pythonChallenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return strings.TrimRight(base64.URLEncoding.EncodeToString(sum[:]), "=")
+}
+
+// randomDigits is a random decimal number of n digits (the Trans state is
+// documented as a "Random number (at least 8 characters long)").
+func randomDigits(t *testing.T, n int) string {
+	t.Helper()
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for i, c := range raw {
+		d := c % 10
+		if i == 0 {
+			d = 1 + c%9
+		}
+		sb.WriteByte('0' + d)
+	}
+	return sb.String()
+}
