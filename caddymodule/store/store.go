@@ -30,6 +30,11 @@ var (
 	// tokens had been issued from it, the store has revoked the whole grant
 	// in the same atomic step (RFC 6749 §4.1.2).
 	ErrCodeReplayed = errors.New("authorization code replayed")
+
+	// ErrRefreshReused: a refresh token that was already rotated out was
+	// presented again after the grace window; the store has revoked the
+	// whole grant in the same atomic step (RFC 9700 §4.14.2).
+	ErrRefreshReused = errors.New("refresh token reused")
 )
 
 // Grant is one user's consent to one client.
@@ -81,6 +86,23 @@ type Token struct {
 type Pair struct {
 	Access  Token
 	Refresh Token
+}
+
+// Event is a webhook event waiting for delivery.
+type Event struct {
+	// ID is stable across attempts, so that receivers can de-duplicate
+	// (Standard Webhooks' webhook-id).
+	ID       string `json:"id"`
+	ClientID string `json:"client_id"`
+	// Payload is the JSON body, fixed when the event is queued so that
+	// every attempt sends the same bytes.
+	Payload     []byte    `json:"payload"`
+	CreatedAt   time.Time `json:"created_at"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	// Handle is the store's own reference to the queued entry (the stream
+	// entry id on Redis); callers pass it back untouched.
+	Handle string `json:"-"`
 }
 
 // Kind distinguishes the two token kinds; they live under different keys.
@@ -138,8 +160,38 @@ type Store interface {
 	GetToken(ctx context.Context, grantID string, kind Kind, digest string) (Token, error)
 	// Rotate atomically deletes the refresh token oldRefresh and its paired
 	// access token and stores the new pair. Of two concurrent calls for one
-	// refresh token exactly one succeeds; the other gets ErrNotFound.
+	// refresh token exactly one succeeds; the other gets ErrNotFound. In
+	// the same step it records that oldRefresh was rotated out, and when,
+	// keeping that mark until oldRefresh would have expired.
 	Rotate(ctx context.Context, grantID, oldRefresh string, p Pair) error
+	// CheckReuse is asked about a refresh token that GetToken did not find.
+	// When it was rotated out more than grace ago, the grant is revoked in
+	// the same atomic step and ErrRefreshReused is returned with the grant
+	// revoked. Inside grace (two racing refreshes, seed 002: "only one
+	// wins ... don't reconsent"), for a token never seen, or for one whose
+	// grant is already gone, it returns ErrNotFound and revokes nothing.
+	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (Grant, error)
+
+	// ListGrants returns the live grants of a subject, newest first: the
+	// user's connected apps. It reads an index kept beside the grants
+	// (DESIGN.md §2: "Indexes that span grants live in their own keys,
+	// updated after the grant; the grant is the source of truth"), so an
+	// entry whose grant is gone is skipped and pruned.
+	ListGrants(ctx context.Context, subject string) ([]Grant, error)
+
+	// EnqueueEvent durably stores a webhook event for delivery before it
+	// returns (DESIGN.md §4). On Redis the queue is a Stream with a
+	// consumer group, so several gateway instances share deliveries.
+	EnqueueEvent(ctx context.Context, e Event) error
+	// ClaimEvents leases up to max events that are due (NextAttempt not
+	// after now) to consumer for lease; an event whose lease ran out
+	// without an ack or retry (its claimer died) is due again.
+	ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]Event, error)
+	// AckEvent removes a delivered (or abandoned) event for good.
+	AckEvent(ctx context.Context, e Event) error
+	// RetryEvent records a failed attempt: Attempts is incremented and the
+	// event is not due again before next.
+	RetryEvent(ctx context.Context, e Event, next time.Time) error
 
 	// Authenticate is the API hot path, one round trip: it looks the access
 	// token up, checks it is live and its grant alive, counts one request

@@ -39,7 +39,12 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 			maps.Copy(g.g.Profile, in.Profile)
 		}
 		g.exp = max(g.exp, exp)
+		s.index(in.Subject, in.ID)
 		return nil
+	}
+	if old := s.grants[in.ID]; old != nil && old.g.Subject != in.Subject {
+		// An expired grant's id, taken by another subject.
+		s.unindex(old.g.Subject, in.ID)
 	}
 	created := now
 	if !in.CreatedAt.IsZero() {
@@ -63,6 +68,7 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	}
 	g.g.CreatedAt = time.UnixMilli(created)
 	s.grants[in.ID] = g
+	s.index(in.Subject, in.ID)
 	return nil
 }
 
@@ -92,6 +98,7 @@ func (s *Store) RevokeGrant(_ context.Context, grantID string) (store.Grant, err
 		return store.Grant{}, store.ErrNotFound
 	}
 	s.revoke(grantID)
+	s.unindex(g.g.Subject, grantID)
 	return g.snapshot(), nil
 }
 

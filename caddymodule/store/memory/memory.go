@@ -47,6 +47,9 @@ type Store struct {
 	// tg:{<grant>}:rl: RevokeGrant deletes them, expiry does not.
 	counters map[string]*window
 	blobs    map[string]blob
+	events   eventQueue // webhook events (events.go)
+	// subjects indexes grant ids by subject for ListGrants (index.go).
+	subjects map[string]map[string]struct{}
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -61,6 +64,9 @@ type grant struct {
 	used   int64 // LastUsedAt, ms
 	codes  map[string]store.Code
 	tokens map[tokenRef]store.Token
+	// rotated marks the refresh tokens rotated out of this grant
+	// (reuse.go); it goes with the grant, as on Redis.
+	rotated map[string]rotation
 }
 
 type tokenRef struct {
@@ -108,6 +114,7 @@ func New(now func() time.Time) *Store {
 		markers:  make(map[codeRef]*marker),
 		counters: make(map[string]*window),
 		blobs:    make(map[string]blob),
+		subjects: make(map[string]map[string]struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -149,7 +156,9 @@ func (s *Store) sweep() {
 				delete(g.tokens, r)
 			}
 		}
+		g.sweepRotated(now)
 	}
+	s.sweepIndex(now)
 	for r, m := range s.markers {
 		if m.exp <= now {
 			delete(s.markers, r)

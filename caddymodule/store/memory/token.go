@@ -24,9 +24,9 @@ func (s *Store) GetToken(_ context.Context, grantID string, kind store.Kind, dig
 	return t, nil
 }
 
-// Rotate replaces a refresh token and its access token by a new pair. The
-// lock makes it atomic: of two concurrent calls, the second finds no
-// refresh token.
+// Rotate replaces a refresh token and its access token by a new pair and
+// marks the old refresh token rotated out (see CheckReuse). The lock makes
+// it atomic: of two concurrent calls, the second finds no refresh token.
 func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pair) error {
 	if err := checkPair(p); err != nil {
 		return fmt.Errorf("memory rotate: %w", err)
@@ -36,12 +36,14 @@ func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pa
 	if s.closed {
 		return errClosed
 	}
-	old, g, ok := s.token(grantID, store.Refresh, oldRefresh, s.nowMillis())
+	now := s.nowMillis()
+	old, g, ok := s.token(grantID, store.Refresh, oldRefresh, now)
 	if !ok {
 		return store.ErrNotFound
 	}
 	delete(g.tokens, tokenRef{store.Refresh, oldRefresh})
 	delete(g.tokens, tokenRef{store.Access, old.Pair})
+	g.markRotated(oldRefresh, now, old.ExpiresAt.UnixMilli())
 	g.put(p)
 	return nil
 }

@@ -20,7 +20,10 @@ import (
 // consent to someone else, so it is refused rather than silently done.
 var errGrantOwner = errors.New("grant id belongs to another client or subject")
 
-// SaveGrant creates the grant or merges scopes and profile into it.
+// SaveGrant creates the grant or merges scopes and profile into it, then
+// adds it to the subject's index. The index is written second (DESIGN.md
+// §2: the grant is the source of truth); when that write fails the error is
+// reported, and saving the grant again repairs the index.
 func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redis save grant: ttl %v is not positive", ttl)
@@ -51,14 +54,22 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 		[]string{grantKey(g.ID), tokensKey(g.ID)},
 		now, now+ttl.Milliseconds(), newNonce(), g.ID, g.ClientID, g.Subject,
 		scopes, profile, created, used,
-	).Int64()
+	).Result()
 	if err != nil {
 		return fmt.Errorf("redis save grant: %w", err)
 	}
-	if res == resMismatch {
-		return fmt.Errorf("redis save grant: %w", errGrantOwner)
+	switch v := res.(type) {
+	case string:
+		if err := s.index(ctx, g.Subject, g.ID, v); err != nil {
+			return fmt.Errorf("redis save grant: %w", err)
+		}
+		return nil
+	case int64:
+		if v == resMismatch {
+			return fmt.Errorf("redis save grant: %w", errGrantOwner)
+		}
 	}
-	return nil
+	return fmt.Errorf("redis save grant: %w", errReply(res))
 }
 
 // GetGrant returns a live grant. One HMGET: reading one key needs no script.
@@ -82,7 +93,8 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 }
 
 // RevokeGrant deletes the grant atomically, then its codes, tokens and
-// counters in a second, best-effort round trip (see cleanup).
+// counters and its entry in the subject's index in best-effort round trips
+// (see revoked).
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, error) {
 	if !validGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
@@ -95,17 +107,35 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, e
 	if n, ok := res.(int64); ok && n == resNotFound {
 		return store.Grant{}, store.ErrNotFound
 	}
-	arr, ok := res.([]any)
-	if !ok || len(arr) != 2 {
-		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", errReply(res))
-	}
-	fields, _ := arr[0].([]any)
-	members, _ := arr[1].([]any)
-	g, _, err := decodeGrant(fields)
+	g, err := s.revoked(ctx, res)
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", err)
 	}
+	return g, nil
+}
+
+// revoked finishes what a revoking script did, given its reply {grant
+// fields and nonce, index members}: it deletes the grant's dead keys (see
+// cleanup) and drops the grant from its subject's index. Both are best
+// effort: the grant is already gone, the nonce makes the keys dead, and
+// ListGrants skips and prunes an entry whose grant is gone.
+func (s *Store) revoked(ctx context.Context, res any) (store.Grant, error) {
+	arr, ok := res.([]any)
+	if !ok || len(arr) != 2 {
+		return store.Grant{}, errReply(res)
+	}
+	fields, _ := arr[0].([]any)
+	members, _ := arr[1].([]any)
+	if len(fields) != 9 {
+		return store.Grant{}, errReply(res)
+	}
+	g, _, err := decodeGrant(fields[:8])
+	if err != nil {
+		return store.Grant{}, err
+	}
 	s.cleanup(ctx, members)
+	nonce, _ := fields[8].(string)
+	s.unindex(ctx, g.Subject, g.ID, nonce)
 	return g, nil
 }
 

@@ -29,6 +29,7 @@ type Store struct {
 	owned   bool // Close closes client only when New created it
 	now     func() time.Time
 	scripts scripts
+	queue   string // the webhook queue's hash tag, "" for the default (events.go)
 }
 
 // New returns a Store for a redis:// or rediss:// URL, e.g.

@@ -23,6 +23,7 @@ func TestContract(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
+		s.queue = storetest.Random() // the subtests share this Redis
 		return s
 	})
 }
@@ -35,7 +36,9 @@ func TestContractCluster(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
 		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
 		t.Cleanup(func() { _ = c.Close() })
-		return NewFromClient(c, now)
+		s := NewFromClient(c, now)
+		s.queue = storetest.Random()
+		return s
 	})
 }
 

@@ -33,7 +33,8 @@ func (s *Store) GetToken(ctx context.Context, grantID string, kind store.Kind, d
 	return store.Token{}, fmt.Errorf("redis get token: %w", errReply(res))
 }
 
-// Rotate replaces a refresh token and its access token by a new pair.
+// Rotate replaces a refresh token and its access token by a new pair and
+// marks the old refresh token rotated out (see CheckReuse).
 //
 // It costs two round trips: the old access token's key must be declared to
 // the script, and only the old refresh token's record names it. Reading the
@@ -62,6 +63,7 @@ func (s *Store) Rotate(ctx context.Context, grantID, oldRefresh string, p store.
 			tokenKey(grantID, store.Access, oldPair),
 			tokenKey(grantID, store.Access, p.Access.Digest),
 			tokenKey(grantID, store.Refresh, p.Refresh.Digest),
+			rotatedKey(grantID, oldRefresh),
 		},
 		s.nowMillis(), oldPair, w.accessExp, w.access, w.refreshExp, w.refresh,
 		p.Access.Digest, p.Refresh.Digest, p.Access.Limit.Count, p.Access.Limit.Window.Milliseconds(),

@@ -52,15 +52,19 @@ type testCase struct {
 // Run runs the contract suite. newStore must return a fresh store reading
 // the given clock; Run closes it when the subtest ends. Subtests run in
 // parallel and use random grant ids and blob keys, so stores may share one
-// Redis.
+// Redis; but stores over one Redis share its webhook queue, so newStore
+// must give each store a queue of its own.
 func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.Store) {
 	var cases []testCase
 	cases = append(cases, grantCases()...)
 	cases = append(cases, codeCases()...)
 	cases = append(cases, tokenCases()...)
+	cases = append(cases, reuseCases()...)
+	cases = append(cases, indexCases()...)
 	cases = append(cases, authenticateCases()...)
 	cases = append(cases, rateLimitCases()...)
 	cases = append(cases, blobCases()...)
+	cases = append(cases, eventCases()...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

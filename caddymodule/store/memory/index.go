@@ -1,0 +1,75 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// index adds the grant to its subject's list. The caller holds s.mu.
+func (s *Store) index(subject, grantID string) {
+	ids := s.subjects[subject]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		s.subjects[subject] = ids
+	}
+	ids[grantID] = struct{}{}
+}
+
+// unindex drops the grant from its subject's list. The caller holds s.mu.
+func (s *Store) unindex(subject, grantID string) {
+	ids := s.subjects[subject]
+	delete(ids, grantID)
+	if len(ids) == 0 {
+		delete(s.subjects, subject)
+	}
+}
+
+// sweepIndex drops entries whose grant is gone or no longer the subject's.
+// The caller holds s.mu.
+func (s *Store) sweepIndex(now int64) {
+	for subject, ids := range s.subjects {
+		for id := range ids {
+			if g := s.live(id, now); g == nil || g.g.Subject != subject {
+				s.unindex(subject, id)
+			}
+		}
+	}
+}
+
+// ListGrants returns the subject's live grants, newest first. Like the Redis
+// store it trusts the grants over the index: an entry whose grant expired,
+// or whose id now holds another subject's grant, is dropped.
+func (s *Store) ListGrants(_ context.Context, subject string) ([]store.Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	now := s.nowMillis()
+	ids := s.subjects[subject]
+	out := make([]store.Grant, 0, len(ids))
+	for id := range ids {
+		g := s.live(id, now)
+		if g == nil || g.g.Subject != subject {
+			s.unindex(subject, id)
+			continue
+		}
+		out = append(out, g.snapshot())
+	}
+	sortGrants(out)
+	return out, nil
+}
+
+// sortGrants orders grants newest first, by id among equals, so that a
+// listing is stable.
+func sortGrants(gs []store.Grant) {
+	slices.SortFunc(gs, func(a, b store.Grant) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}

@@ -1,0 +1,209 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// grace is the reuse grace window the cases use.
+const grace = 30 * time.Second
+
+func reuseCases() []testCase {
+	return []testCase{
+		{"reusing a rotated-out refresh token after the grace window revokes the grant", func(t *testing.T, e *env) {
+			subject := "alice-" + Random()
+			e.grantOf(t, e.grantID, "app", subject, grantTTL, "read")
+			old := e.issue(t, true)
+			p := e.pair(true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, p), nil)
+			e.clk.Advance(grace + time.Millisecond)
+			_, err := e.s.GetToken(e.ctx, e.grantID, store.Refresh, old.Refresh.Digest)
+			wantErr(t, "GetToken old refresh", err, store.ErrNotFound)
+			g, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse", err, store.ErrRefreshReused)
+			if g.ID != e.grantID || g.ClientID != "app" || g.Subject != subject || !slices.Equal(g.Scopes, []string{"read"}) {
+				t.Errorf("revoked grant = %+v", g)
+			}
+			if e.alive(t, p.Access.Digest) {
+				t.Errorf("the rotated pair's access token survived the reuse")
+			}
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken rotated refresh", err, store.ErrNotFound)
+			wantErr(t, "Rotate the rotated refresh", e.s.Rotate(e.ctx, e.grantID, p.Refresh.Digest, e.pair(true)), store.ErrNotFound)
+			_, err = e.s.GetGrant(e.ctx, e.grantID)
+			wantErr(t, "GetGrant", err, store.ErrNotFound)
+			if gs := e.list(t, subject); len(gs) != 0 {
+				t.Errorf("ListGrants = %v, want the revoked grant gone", ids(gs))
+			}
+		}},
+		{"reusing a rotated-out refresh token again after the revocation revokes nothing more", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), nil)
+			e.clk.Advance(time.Hour)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse", err, store.ErrRefreshReused)
+			_, err = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse again", err, store.ErrNotFound)
+			// The user consents again: the grant id is the same (one per
+			// client and subject), the old token must not touch it.
+			e.grant(t, "read")
+			fresh := e.issue(t, true)
+			_, err = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse after re-consent", err, store.ErrNotFound)
+			wantErr(t, "Rotate the old refresh", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), store.ErrNotFound)
+			if !e.alive(t, fresh.Access.Digest) {
+				t.Errorf("the re-consented grant's token does not authenticate")
+			}
+		}},
+		{"reusing a rotated-out refresh token inside the grace window revokes nothing", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			p := e.pair(true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, p), nil)
+			for _, d := range []time.Duration{0, grace / 2, grace / 2} { // ends exactly at grace
+				e.clk.Advance(d)
+				_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+				wantErr(t, "CheckReuse", err, store.ErrNotFound)
+			}
+			if !e.alive(t, p.Access.Digest) {
+				t.Errorf("the rotated pair's access token does not authenticate")
+			}
+			_, err := e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken rotated refresh", err, nil)
+			e.clk.Advance(time.Millisecond)
+			_, err = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse just after the window", err, store.ErrRefreshReused)
+		}},
+		{"concurrent rotations: the loser's reuse check inside the window keeps the winner's pair", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			for i := range 20 {
+				old := e.issue(t, true)
+				pairs := [2]store.Pair{e.pair(true), e.pair(true)}
+				var errs [2]error
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for j := range pairs {
+					wg.Go(func() {
+						<-start
+						errs[j] = e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, pairs[j])
+						if errors.Is(errs[j], store.ErrNotFound) {
+							// What the token endpoint does with a refresh
+							// token that GetToken or Rotate did not find.
+							_, errs[j] = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+							if errs[j] == nil {
+								t.Errorf("round %d: CheckReuse returned no error", i)
+							}
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
+				won := -1
+				for j, err := range errs {
+					switch {
+					case err == nil && won < 0:
+						won = j
+					case err == nil:
+						t.Fatalf("round %d: both rotations succeeded", i)
+					case !errors.Is(err, store.ErrNotFound):
+						t.Fatalf("round %d: loser got %v, want ErrNotFound", i, err)
+					}
+				}
+				if won < 0 {
+					t.Fatalf("round %d: both rotations failed", i)
+				}
+				w := pairs[won]
+				if !e.alive(t, w.Access.Digest) {
+					t.Fatalf("round %d: the winner's access token does not authenticate", i)
+				}
+				if _, err := e.s.GetToken(e.ctx, e.grantID, store.Refresh, w.Refresh.Digest); err != nil {
+					t.Fatalf("round %d: GetToken winner's refresh: %v", i, err)
+				}
+			}
+		}},
+		{"a refresh token never rotated out is not a reuse", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			p := e.issue(t, true)
+			e.clk.Advance(time.Hour)
+			for _, d := range []string{Random(), p.Refresh.Digest, p.Access.Digest} {
+				_, err := e.s.CheckReuse(e.ctx, e.grantID, d, grace)
+				wantErr(t, "CheckReuse", err, store.ErrNotFound)
+			}
+			_, err := e.s.GetGrant(e.ctx, e.grantID)
+			wantErr(t, "GetGrant", err, nil)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken refresh", err, nil)
+		}},
+		{"an access token rotated out is not a reuse", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			p := e.pair(true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, p), nil)
+			e.clk.Advance(time.Hour)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Access.Digest, grace)
+			wantErr(t, "CheckReuse", err, store.ErrNotFound)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken rotated refresh", err, nil)
+		}},
+		{"a rotated-out refresh token past its own expiry is not a reuse", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			e.clk.Advance(time.Hour)
+			p := e.pair(true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, p), nil)
+			// The mark is kept until the old token would have expired, not
+			// after: presenting it then is plain expiry.
+			e.clk.Advance(refreshTTL - time.Hour)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse at the old token's expiry", err, store.ErrNotFound)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken rotated refresh", err, nil)
+		}},
+		{"a rotated-out refresh token is a reuse until its own expiry", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			e.clk.Advance(time.Hour)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), nil)
+			e.clk.Advance(refreshTTL - time.Hour - time.Millisecond)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse just before the old token's expiry", err, store.ErrRefreshReused)
+		}},
+		{"reusing a refresh token of a revoked grant is not found", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), nil)
+			_, err := e.s.RevokeGrant(e.ctx, e.grantID)
+			wantErr(t, "RevokeGrant", err, nil)
+			e.clk.Advance(time.Hour)
+			_, err = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse", err, store.ErrNotFound)
+			e.grant(t, "read")
+			_, err = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse after re-consent", err, store.ErrNotFound)
+			_, err = e.s.GetGrant(e.ctx, e.grantID)
+			wantErr(t, "GetGrant after re-consent", err, nil)
+		}},
+		{"a reuse check names the grant it revokes", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), nil)
+			other := &env{s: e.s, clk: e.clk, ctx: e.ctx, grantID: "g" + Random()}
+			other.grant(t, "read")
+			e.clk.Advance(time.Hour)
+			_, err := e.s.CheckReuse(e.ctx, other.grantID, old.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse under another grant", err, store.ErrNotFound)
+			_, err = e.s.GetGrant(e.ctx, other.grantID)
+			wantErr(t, "GetGrant other", err, nil)
+			for _, id := range []string{"", "}" + e.grantID} {
+				_, err = e.s.CheckReuse(e.ctx, id, old.Refresh.Digest, grace)
+				wantErr(t, "CheckReuse with a bad grant id", err, store.ErrNotFound)
+			}
+		}},
+	}
+}
