@@ -23,6 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate/caddymodule/oauth"
 	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
 
 func init() {
@@ -36,6 +37,9 @@ const (
 	defaultRefreshLifetime = 90 * 24 * time.Hour
 	defaultCodeLifetime    = 60 * time.Second
 	defaultSessionLifetime = 12 * time.Hour
+	defaultReuseGrace      = 10 * time.Second
+	maxReuseGrace          = 5 * time.Minute
+	defaultWebhookMaxAge   = 72 * time.Hour
 	// How long a user has to sign in and decide on the consent screen.
 	pendingLifetime = 15 * time.Minute
 )
@@ -68,6 +72,13 @@ type App struct {
 	// SessionLifetime is how long a user stays signed in to the
 	// authorization pages. Default 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// RefreshReuseGrace is how long after a rotation the old refresh token
+	// only gets invalid_grant (two racing refreshes). Presented later, it
+	// revokes the whole grant (RFC 9700 §4.14.2). Default 10s, at most 5m.
+	RefreshReuseGrace caddy.Duration `json:"refresh_reuse_grace,omitempty"`
+	// WebhookMaxAge is how long a webhook event is retried before it is
+	// abandoned. Default 72h.
+	WebhookMaxAge caddy.Duration `json:"webhook_max_age,omitempty"`
 
 	// RateLimit is the default budget of every grant (one user's consent
 	// to one client), as <count>/<duration>, e.g. 5000/1h: a fixed window
@@ -90,14 +101,16 @@ type App struct {
 	// `caddy_auth` (signed in by a preceding Caddy auth handler).
 	UsersRaw json.RawMessage `json:"users,omitempty" caddy:"namespace=tollgate.authenticators inline_key=authenticator"`
 
-	users   Authenticator
-	clients map[string]*oauth.Client
-	limits  map[string]store.Limit // by client_id
-	scopes  map[string]string
-	store   backend
-	poolKey string
-	logger  *zap.Logger
-	audit   *zap.Logger
+	users    Authenticator
+	clients  map[string]*oauth.Client
+	limits   map[string]store.Limit // by client_id
+	scopes   map[string]string
+	store    backend
+	webhooks *webhook.Dispatcher
+	targets  map[string]webhookTarget // by client_id
+	poolKey  string
+	logger   *zap.Logger
+	audit    *zap.Logger
 
 	// now and rand are injected so that tests control time and randomness.
 	now  func() time.Time
@@ -164,6 +177,12 @@ type ClientConfig struct {
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 	// RefreshTokens, when false, issues access tokens only. Default true.
 	RefreshTokens *bool `json:"refresh_tokens,omitempty"`
+
+	// WebhookURL receives the client's user.consent.revoked events.
+	WebhookURL string `json:"webhook_url,omitempty"`
+	// WebhookSecret signs them (Standard Webhooks), as whsec_<base64>;
+	// give it through a placeholder such as {env.PARTNER_WEBHOOK_SECRET}.
+	WebhookSecret string `json:"webhook_secret,omitempty"`
 }
 
 // HeaderRequirement is a request header that must carry a given value.
@@ -210,6 +229,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.SessionLifetime == 0 {
 		a.SessionLifetime = caddy.Duration(defaultSessionLifetime)
 	}
+	if a.RefreshReuseGrace == 0 {
+		a.RefreshReuseGrace = caddy.Duration(defaultReuseGrace)
+	}
+	if a.WebhookMaxAge == 0 {
+		a.WebhookMaxAge = caddy.Duration(defaultWebhookMaxAge)
+	}
 
 	a.scopes = make(map[string]string, len(a.Scopes))
 	for _, s := range a.Scopes {
@@ -217,6 +242,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	repl := caddy.NewReplacer()
+	a.targets = make(map[string]webhookTarget)
+	for _, cc := range a.Clients {
+		if cc.WebhookURL == "" && cc.WebhookSecret == "" {
+			continue
+		}
+		t, err := cc.webhookTarget(repl)
+		if err != nil {
+			return err
+		}
+		a.targets[cc.ClientID] = t
+	}
 	defaultLimit, err := ParseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
@@ -250,6 +286,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.store, a.poolKey = st, key
+	a.webhooks = &webhook.Dispatcher{
+		Queue:    st,
+		Endpoint: a.webhookEndpoint,
+		MaxAge:   time.Duration(a.WebhookMaxAge),
+		Now:      a.now,
+		Logger:   a.logger.Named("webhook"),
+	}
 	return nil
 }
 
@@ -306,6 +349,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 // Validate checks the configuration for mistakes an operator would want to
 // hear about at load time rather than from a partner.
 func (a *App) Validate() error {
+	if g := time.Duration(a.RefreshReuseGrace); g < 0 || g > maxReuseGrace {
+		return fmt.Errorf("refresh_reuse_grace must be between 0 and %s", maxReuseGrace)
+	}
 	for _, s := range a.Scopes {
 		if s.Name == "" || strings.ContainsAny(s.Name, " \"\\") {
 			return fmt.Errorf("scope %q: a scope is one token without spaces, quotes or backslashes", s.Name)
@@ -352,11 +398,17 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start is part of caddy.App; the store is already open.
-func (a *App) Start() error { return nil }
+// Start starts delivering webhook events. During a reload the old and the
+// new config's dispatchers overlap for a moment; the queue's leases keep
+// them from sending one event twice.
+func (a *App) Start() error { return a.webhooks.Start() }
 
-// Stop is part of caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop stops the webhook dispatcher; events in flight come back when their
+// lease runs out, here or on another instance.
+func (a *App) Stop() error {
+	a.webhooks.Stop()
+	return nil
+}
 
 // Cleanup releases this config's reference to the shared store; the last
 // reference closes it. Safe after a partial Provision.

@@ -249,7 +249,10 @@ func (h *Authorize) decide(w http.ResponseWriter, r *http.Request, p *pending, d
 // redirect sends the user back to the client with v, the state and, when
 // configured, the issuer (RFC 9207, a defence against mix-up attacks).
 func (h *Authorize) redirect(w http.ResponseWriter, p *pending, v url.Values) {
-	v.Set("state", p.State)
+	if p.State != "" {
+		// RFC 6749 §4.1.2: state is returned when the client sent one.
+		v.Set("state", p.State)
+	}
 	if h.app.Issuer != "" {
 		v.Set("iss", h.app.Issuer)
 	}

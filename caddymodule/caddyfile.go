@@ -14,10 +14,11 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("tollgate", parseGlobal)
 	for name, mod := range map[string]func() caddyhttp.MiddlewareHandler{
-		"tollgate_authorize": func() caddyhttp.MiddlewareHandler { return new(Authorize) },
-		"tollgate_token":     func() caddyhttp.MiddlewareHandler { return new(Token) },
-		"tollgate_revoke":    func() caddyhttp.MiddlewareHandler { return new(Revoke) },
-		"tollgate_userinfo":  func() caddyhttp.MiddlewareHandler { return new(UserInfo) },
+		"tollgate_authorize":   func() caddyhttp.MiddlewareHandler { return new(Authorize) },
+		"tollgate_token":       func() caddyhttp.MiddlewareHandler { return new(Token) },
+		"tollgate_revoke":      func() caddyhttp.MiddlewareHandler { return new(Revoke) },
+		"tollgate_userinfo":    func() caddyhttp.MiddlewareHandler { return new(UserInfo) },
+		"tollgate_connections": func() caddyhttp.MiddlewareHandler { return new(Connections) },
 	} {
 		httpcaddyfile.RegisterHandlerDirective(name, parseEndpoint(name, mod))
 		// The endpoints answer by themselves, like respond; ordering them
@@ -92,6 +93,7 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	tollgate_token
 //	tollgate_revoke
 //	tollgate_userinfo
+//	tollgate_connections
 func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcaddyfile.UnmarshalHandlerFunc {
 	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		h.Next() // directive name
@@ -117,6 +119,8 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //		refresh_token_lifetime <duration>
 //		code_lifetime          <duration>
 //		session_lifetime       <duration>
+//		refresh_reuse_grace    <duration>
+//		webhook_max_age        <duration>
 //		scope <name> <plain-English description>
 //		client <client_id> {
 //			name          <display name>
@@ -125,6 +129,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //			redirect_uri  <uri...>
 //			scopes        <scope...>
 //			rate_limit    <count>/<duration> | unlimited
+//			webhook       <url> <whsec_ secret or {env.NAME}>
 //			pkce          required | optional
 //			state         required | optional
 //			state_min_length <n>
@@ -202,6 +207,14 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			if err := durationArg(d, &app.SessionLifetime); err != nil {
 				return nil, err
 			}
+		case "refresh_reuse_grace":
+			if err := durationArg(d, &app.RefreshReuseGrace); err != nil {
+				return nil, err
+			}
+		case "webhook_max_age":
+			if err := durationArg(d, &app.WebhookMaxAge); err != nil {
+				return nil, err
+			}
 		case "scope":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -275,6 +288,12 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			if err := oneArg(d, &c.PKCE); err != nil {
 				return c, err
 			}
+		case "webhook":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return c, d.Errf("client %s: webhook takes a URL and a whsec_ secret", c.ClientID)
+			}
+			c.WebhookURL, c.WebhookSecret = args[0], args[1]
 		case "state":
 			if err := oneArg(d, &c.State); err != nil {
 				return c, err

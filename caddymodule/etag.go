@@ -22,6 +22,9 @@ type conditionalWriter struct {
 	mode        writeMode
 	buf         bytes.Buffer
 	notModified bool
+	// onNotModified, when set, adjusts the headers of a 304 before it is
+	// sent.
+	onNotModified func(http.Header)
 }
 
 type writeMode uint8
@@ -128,6 +131,9 @@ func (cw *conditionalWriter) answerNotModified() {
 	// fields stay, the body's own fields go.
 	h.Del("Content-Length")
 	h.Del("Content-Type")
+	if cw.onNotModified != nil {
+		cw.onNotModified(h)
+	}
 	cw.ResponseWriter.WriteHeader(http.StatusNotModified)
 }
 

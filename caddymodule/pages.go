@@ -42,6 +42,7 @@ button{font-size:1rem;padding:.55rem 1.2rem;margin:1rem .5rem 0 0;border-radius:
 button.primary{background:#1f5fa8;color:#fff;border-color:#1f5fa8}
 .error{color:#a11;background:#fdecec;padding:.5rem;border-radius:.3rem}
 ul{padding-left:1.2rem} li{margin:.3rem 0} small{color:#567}
+h2{font-size:1.1rem;margin:1.2rem 0 .3rem} section.app{border-top:1px solid #dde;padding-top:.4rem}
 </style></head><body><main>`
 
 const pageFoot = `</main></body></html>`
@@ -75,3 +76,32 @@ var errorPage = template.Must(template.New("error").Parse(`{{define "title"}}Aut
 <h1>This authorization request cannot continue</h1>
 <p class="error">{{.Description}}</p>
 <p><small>Error: {{.Code}}. Return to the application you came from and try again; if it keeps happening, tell its developers.</small></p>` + pageFoot))
+
+var connectionsLoginPage = template.Must(template.New("connections-login").Parse(`{{define "title"}}Sign in{{end}}` + pageHead + `
+<h1>Sign in to see your connected apps</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="username">Username</label>
+<input type="text" id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required>
+<button class="primary" type="submit">Sign in</button>
+</form>` + pageFoot))
+
+var connectionsPage = template.Must(template.New("connections").Parse(`{{define "title"}}Connected apps{{end}}` + pageHead + `
+<h1>Connected apps</h1>
+<p>Signed in as <strong>{{.Subject}}</strong>. These apps can read your data until you disconnect them.</p>
+{{range .Connections}}
+<section class="app">
+<h2>{{.ClientName}}</h2>
+<ul>{{range .Scopes}}<li>{{.Description}} <small>({{.Name}})</small></li>{{end}}</ul>
+<p><small>Connected {{.GrantedAt.UTC.Format "2 Jan 2006 15:04 MST"}} · last used {{.LastUsedAt.UTC.Format "2 Jan 2006 15:04 MST"}}</small></p>
+<form method="post" action="{{$.Action}}">
+<input type="hidden" name="csrf" value="{{$.CSRF}}">
+<button type="submit" name="disconnect" value="{{.ClientID}}">Disconnect {{.ClientName}}</button>
+</form>
+</section>
+{{else}}
+<p>No app is connected to your account.</p>
+{{end}}` + pageFoot))

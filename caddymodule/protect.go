@@ -1,8 +1,12 @@
 package caddymodule
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +112,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			r.Header.Del(h)
 		}
 	}
+	if aerr == nil {
+		aerr = tokenElsewhere(r)
+	}
 	if aerr != nil {
 		aerr.write(w, a.Realm)
 		return nil
@@ -141,19 +148,58 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	cw := newConditionalWriter(w, r, p.ETagMaxBytes)
+	if c.Rate.Limit > 0 {
+		// The 304 is refunded below; show the budget as it will stand.
+		cw.onNotModified = func(h http.Header) {
+			h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(min(c.Rate.Remaining+1, c.Rate.Limit), 10)}
+		}
+	}
 	err := next.ServeHTTP(cw, r)
 	if ferr := cw.finish(); err == nil {
 		err = ferr
 	}
 	if cw.notModified {
-		// A 304 is free: give the request back to the budget. The headers
-		// already sent show the figures from before the refund.
+		// A 304 is free: give the request back to the budget.
 		if rerr := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit); rerr != nil {
 			p.logger.Warn("refunding a 304 failed", zap.Error(rerr))
 		}
 	}
 	return err
 }
+
+// tokenElsewhere refuses a request that also carries an access token in
+// the query or a form body (RFC 6750 §2.2, §2.3). Tollgate reads only the
+// Authorization header, so such a copy would otherwise be forwarded to the
+// upstream; and RFC 6750 §3.1 makes "more than one method" invalid_request.
+// The query check is a substring test, so ordinary requests pay nothing;
+// only form-encoded bodies are read, and they are put back for the proxy.
+func tokenElsewhere(r *http.Request) *apiError {
+	bad := &apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "send the access token in the Authorization header only, not in the query or the body"}
+	if strings.Contains(r.URL.RawQuery, "access_token") {
+		if _, ok := r.URL.Query()["access_token"]; ok {
+			return bad
+		}
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIFormBytes+1))
+	if err != nil || len(body) > maxAPIFormBytes {
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Detail: "form bodies on API routes are limited to 1 MiB"}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if q, err := url.ParseQuery(string(body)); err == nil && q.Has("access_token") {
+		return bad
+	}
+	return nil
+}
+
+// maxAPIFormBytes bounds the form bodies read to look for a token.
+const maxAPIFormBytes = 1 << 20
 
 // rateHeaders sets the budget headers of seed 002 ("Every authenticated
 // response carries X-RateLimit-Limit, X-RateLimit-Remaining, and

@@ -71,6 +71,16 @@ func (a *App) loadSession(ctx context.Context, r *http.Request) (s session, dige
 // returns the id's digest. Called at sign-in too, so that an id an attacker
 // planted before sign-in is worthless after it (session fixation).
 func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Request, subject string) (string, error) {
+	id, err := a.newSessionID(ctx, w, r, subject)
+	if err != nil {
+		return "", err
+	}
+	return oauth.Digest(id), nil
+}
+
+// newSessionID is newSession returning the raw id, which only the cookie
+// and this call ever hold.
+func (a *App) newSessionID(ctx context.Context, w http.ResponseWriter, r *http.Request, subject string) (string, error) {
 	id, err := oauth.RandomString(a.rand, 32)
 	if err != nil {
 		return "", err
@@ -80,8 +90,7 @@ func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Req
 		life = pendingLifetime
 	}
 	raw, _ := json.Marshal(session{Subject: subject, ExpiresAt: a.now().Add(life)})
-	digest := oauth.Digest(id)
-	if err := a.store.SetBlob(ctx, sessionKey(digest), raw, life); err != nil {
+	if err := a.store.SetBlob(ctx, sessionKey(oauth.Digest(id)), raw, life); err != nil {
 		return "", fmt.Errorf("saving session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -93,7 +102,7 @@ func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Req
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return digest, nil
+	return id, nil
 }
 
 // savePending stores p under tx.

@@ -11,6 +11,7 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 	"github.com/tollgate/tollgate/caddymodule/store/memory"
 	"github.com/tollgate/tollgate/caddymodule/store/redisstore"
+	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
 
 // stores shares open stores across config reloads. Caddy provisions the new
@@ -35,6 +36,9 @@ type backend interface {
 	GetBlob(ctx context.Context, key string) ([]byte, error)
 	TakeBlob(ctx context.Context, key string) ([]byte, error)
 	DeleteBlob(ctx context.Context, key string) error
+	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error)
+	ListGrants(ctx context.Context, subject string) ([]store.Grant, error)
+	webhook.Queue
 	Close() error
 }
 

@@ -164,7 +164,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	old, err := a.store.GetToken(ctx, grantID, store.Refresh, oauth.Digest(rt))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
+		return nil, a.refreshNotFound(ctx, client, grantID, oauth.Digest(rt))
 	case err != nil:
 		return nil, a.storeFailed("loading refresh token", err)
 	case old.ClientID != client.ID:
@@ -196,6 +196,26 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 		zap.String("old_refresh_digest", oauth.Digest(rt)), zap.String("access_digest", pair.Access.Digest),
 		zap.String("refresh_digest", pair.Refresh.Digest))
 	return resp, nil
+}
+
+// refreshNotFound answers a refresh token the store does not hold. One
+// that was rotated out earlier and comes back after the grace window is
+// the sign of a stolen token (RFC 9700 §4.14.2; seed 000: "if you keep
+// using the old refresh token, you'll lose the connection"): the store has
+// revoked the whole grant. Inside the window it is a lost race (seed 002:
+// "only one wins ... don't reconsent") and only gets invalid_grant.
+func (a *App) refreshNotFound(ctx context.Context, client *oauth.Client, grantID, digest string) *oauth.Error {
+	g, err := a.store.CheckReuse(ctx, grantID, digest, time.Duration(a.RefreshReuseGrace))
+	switch {
+	case errors.Is(err, store.ErrRefreshReused):
+		a.audit.Warn("rotated refresh token reused; grant revoked",
+			zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", g.Subject),
+			zap.String("refresh_digest", digest))
+		return oauth.Errorf(oauth.InvalidGrant, "the refresh token was already used; the connection has been revoked and the user must authorize again")
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return a.storeFailed("checking refresh token reuse", err)
+	}
+	return oauth.Errorf(oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
 }
 
 // newPair mints an access token and, unless the client gets none, a

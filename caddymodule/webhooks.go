@@ -1,0 +1,48 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/webhook"
+)
+
+// webhookTarget is where a client's events go and the key that signs them.
+type webhookTarget struct {
+	url    string
+	secret []byte
+}
+
+// webhookTarget resolves and checks a client's webhook settings.
+func (cc ClientConfig) webhookTarget(repl *caddy.Replacer) (webhookTarget, error) {
+	raw := repl.ReplaceAll(cc.WebhookURL, "")
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return webhookTarget{}, fmt.Errorf("client %s: webhook URL must be an absolute http(s) URL", cc.ClientID)
+	}
+	secret, err := webhook.ParseSecret(repl.ReplaceAll(cc.WebhookSecret, ""))
+	if err != nil {
+		// Never echo the secret.
+		return webhookTarget{}, fmt.Errorf("client %s: webhook secret must be whsec_<base64>: %w", cc.ClientID, err)
+	}
+	return webhookTarget{url: raw, secret: secret}, nil
+}
+
+// webhookEndpoint tells the dispatcher where a client's events go.
+func (a *App) webhookEndpoint(clientID string) (string, []byte, bool) {
+	t, ok := a.targets[clientID]
+	return t.url, t.secret, ok
+}
+
+// queueConsentRevoked queues the user.consent.revoked event of a grant for
+// its client's webhook, if it has one, returning once the store holds it.
+func (a *App) queueConsentRevoked(ctx context.Context, g store.Grant) error {
+	if err := a.webhooks.ConsentRevoked(ctx, g); err != nil {
+		return fmt.Errorf("queueing user.consent.revoked: %w", err)
+	}
+	return nil
+}
