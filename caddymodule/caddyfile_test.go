@@ -72,6 +72,11 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"duplicate client option", "tollgate {\n\tclient c {\n\t\tname a\n\t\tname b\n\t}\n}", "name given twice"},
 		{"unknown user field", "tollgate {\n\tusers {\n\t\talice $2a$10$x {\n\t\t\tshoe 42\n\t\t}\n\t}\n}", `unknown field "shoe"`},
 		{"unknown users kind", "tollgate {\n\tusers ldap\n}", "caddy_auth"},
+		{"webhook without secret", "tollgate {\n\tclient c {\n\t\twebhook https://x.example/h\n\t}\n}", "webhook takes a URL and a whsec_ secret"},
+		{"refresh_tokens yes", "tollgate {\n\tclient c {\n\t\trefresh_tokens yes\n\t}\n}", "refresh_tokens takes on or off"},
+		{"token_header without value", "tollgate {\n\tclient c {\n\t\ttoken_header Api-key\n\t}\n}", "token_header takes a header name and a value"},
+		{"negative state length", "tollgate {\n\tclient c {\n\t\tstate_min_length -1\n\t}\n}", "is not a length"},
+		{"protect unknown option", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tbogus\n\t}\n", "unknown option"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			input := "{\n" + tc.input + "\n}\n:8080 {\n\trespond ok\n}\n"
