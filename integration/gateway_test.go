@@ -29,10 +29,15 @@ type gatewayConfig struct {
 	accessTokenLifetime  string // replaces "access_token_lifetime 1h"
 	refreshTokenLifetime string // replaces "refresh_token_lifetime 90d"
 
-	// The two settings the example reads from the environment, passed to
+	// refreshReuseGrace is a line added to the tollgate block, e.g.
+	// "refresh_reuse_grace 2s" ("" keeps the default).
+	refreshReuseGrace string
+
+	// The settings the example reads from the environment, passed to
 	// the process as such ("" leaves the variable unset: the default).
 	legacyUpstream string // TOLLGATE_LEGACY_UPSTREAM: host:port the API routes proxy to
 	rateLimit      string // TOLLGATE_RATE_LIMIT: each grant's budget, <count>/<duration>
+	webhookURL     string // TOLLGATE_WEBHOOK_URL: the demo client's webhook receiver
 }
 
 // gateway is one running tollgate process.
@@ -41,6 +46,7 @@ type gateway struct {
 	port   int
 	base   string // http://localhost:<port>, the issuer's origin
 	output *lockedBuffer
+	stop   func() // kills the process (also done when the test ends)
 }
 
 // forEachStore runs fn as the parallel subtests "memory" and "redis", each
@@ -94,7 +100,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -114,6 +120,10 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	replace("code_lifetime 60s", cfg.codeLifetime)
 	replace("access_token_lifetime 1h", cfg.accessTokenLifetime)
 	replace("refresh_token_lifetime 90d", cfg.refreshTokenLifetime)
+	if cfg.refreshReuseGrace != "" {
+		const anchor = "rate_limit {$TOLLGATE_RATE_LIMIT:5000/1h}"
+		replace(anchor, anchor+"\n\t\t"+cfg.refreshReuseGrace)
+	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -130,6 +140,9 @@ func (cfg gatewayConfig) environment() []string {
 	}
 	if cfg.rateLimit != "" {
 		env = append(env, "TOLLGATE_RATE_LIMIT="+cfg.rateLimit)
+	}
+	if cfg.webhookURL != "" {
+		env = append(env, "TOLLGATE_WEBHOOK_URL="+cfg.webhookURL)
 	}
 	return env
 }
@@ -171,6 +184,7 @@ func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string
 		port:   ports[0],
 		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
 		output: out,
+		stop:   stop,
 	}
 	probe := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
