@@ -448,6 +448,28 @@ func (a *App) HasScope(s string) bool {
 	return ok
 }
 
+// appRef is embedded by the endpoint handlers, which are thin: all they
+// need is the app of the running config, reached in Provision.
+type appRef struct {
+	app *App
+}
+
+// Provision reaches the tollgate app.
+func (h *appRef) Provision(ctx caddy.Context) error {
+	app, err := tollgateApp(ctx)
+	h.app = app
+	return err
+}
+
+// tollgateApp returns the tollgate app of the running config.
+func tollgateApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("tollgate")
+	if err != nil {
+		return nil, fmt.Errorf("loading tollgate app: %w", err)
+	}
+	return v.(*App), nil
+}
+
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)

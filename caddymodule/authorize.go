@@ -25,7 +25,7 @@ func init() {
 // the request and shows the login form or the consent screen; POST takes the
 // login form and the user's decision.
 type Authorize struct {
-	app *App
+	appRef
 }
 
 // CaddyModule returns the Caddy module information.
@@ -34,13 +34,6 @@ func (Authorize) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.tollgate_authorize",
 		New: func() caddy.Module { return new(Authorize) },
 	}
-}
-
-// Provision reaches the tollgate app.
-func (h *Authorize) Provision(ctx caddy.Context) error {
-	app, err := tollgateApp(ctx)
-	h.app = app
-	return err
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

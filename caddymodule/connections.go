@@ -29,7 +29,7 @@ func init() {
 // user.consent.revoked webhook (seed 002, "What happens when the user
 // disconnects").
 type Connections struct {
-	app *App
+	appRef
 }
 
 // CaddyModule returns the Caddy module information.
@@ -38,13 +38,6 @@ func (Connections) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.tollgate_connections",
 		New: func() caddy.Module { return new(Connections) },
 	}
-}
-
-// Provision reaches the tollgate app.
-func (h *Connections) Provision(ctx caddy.Context) error {
-	app, err := tollgateApp(ctx)
-	h.app = app
-	return err
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

@@ -21,7 +21,7 @@ func init() {
 // partner's "disconnect" button tears the connection down (seed 002:
 // "Revoking one revokes the paired other").
 type Revoke struct {
-	app *App
+	appRef
 }
 
 // CaddyModule returns the Caddy module information.
@@ -30,13 +30,6 @@ func (Revoke) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.tollgate_revoke",
 		New: func() caddy.Module { return new(Revoke) },
 	}
-}
-
-// Provision reaches the tollgate app.
-func (h *Revoke) Provision(ctx caddy.Context) error {
-	app, err := tollgateApp(ctx)
-	h.app = app
-	return err
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

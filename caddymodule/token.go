@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -25,7 +24,7 @@ func init() {
 // Token is the token endpoint (RFC 6749 §3.2): it exchanges authorization
 // codes (with PKCE) and rotates refresh tokens.
 type Token struct {
-	app *App
+	appRef
 }
 
 // CaddyModule returns the Caddy module information.
@@ -34,13 +33,6 @@ func (Token) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.tollgate_token",
 		New: func() caddy.Module { return new(Token) },
 	}
-}
-
-// Provision reaches the tollgate app.
-func (h *Token) Provision(ctx caddy.Context) error {
-	app, err := tollgateApp(ctx)
-	h.app = app
-	return err
 }
 
 // tokenResponse is the successful answer of RFC 6749 §5.1.
@@ -269,14 +261,6 @@ func (a *App) storeFailed(op string, err error) *oauth.Error {
 	return e
 }
 
-// tollgateApp returns the tollgate app of the running config.
-func tollgateApp(ctx caddy.Context) (*App, error) {
-	v, err := ctx.App("tollgate")
-	if err != nil {
-		return nil, fmt.Errorf("loading tollgate app: %w", err)
-	}
-	return v.(*App), nil
-}
 
 // Interface guards
 var (

@@ -24,7 +24,7 @@ const userinfoScope = "profile:read"
 // UserInfo is the OIDC-style userinfo endpoint: the signed-in user's basic
 // profile, for a bearer token with profile:read.
 type UserInfo struct {
-	app *App
+	appRef
 }
 
 // CaddyModule returns the Caddy module information.
@@ -33,13 +33,6 @@ func (UserInfo) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.tollgate_userinfo",
 		New: func() caddy.Module { return new(UserInfo) },
 	}
-}
-
-// Provision reaches the tollgate app.
-func (h *UserInfo) Provision(ctx caddy.Context) error {
-	app, err := tollgateApp(ctx)
-	h.app = app
-	return err
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
