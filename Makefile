@@ -1,5 +1,5 @@
 # make run   — the gateway on Caddyfile.example (embedded store)
-# make test  — every test, installing redis-server first when it is missing
+# make test  — every test, installing redis-server and chromium first when missing
 # make bench — the gateway benchmark of integration/
 
 GO ?= go
@@ -12,13 +12,17 @@ run:
 build:
 	$(GO) build -o tollgate ./cmd/tollgate
 
-# The tests start their own redis-server on a free loopback port; they never
-# skip for lack of one, so install it here.
+# The tests start their own redis-server on a free loopback port, and the
+# page tests drive Debian's headless Chromium (/usr/bin/chromium); they never
+# skip for lack of either, so install what is missing here.
 deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing redis-server"; \
+	@missing=; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
 vet:
 	@test -z "$$(gofmt -l caddymodule cmd integration)" || { gofmt -l caddymodule cmd integration; echo "gofmt needed"; exit 1; }
