@@ -116,7 +116,7 @@ func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, sta
 		"TX":         tx,
 		"CSRF":       csrf,
 		"ClientName": client.Name,
-		"Subject":    p.Subject,
+		"Subject":    a.displayName(p.Subject, p.Profile),
 		"Error":      loginError,
 	}
 	if p.Subject == "" {

@@ -158,7 +158,7 @@ type connection struct {
 
 func (h *Connections) render(w http.ResponseWriter, r *http.Request, status int, subject, sid, loginError string) {
 	a := h.app
-	data := map[string]any{"Action": actionPath(r), "CSRF": csrfToken(sid), "Subject": subject, "Error": loginError}
+	data := map[string]any{"Action": actionPath(r), "CSRF": csrfToken(sid), "Subject": a.displayName(subject, nil), "Error": loginError}
 	if subject == "" {
 		data["ClientName"] = "your connected apps"
 		renderPage(w, status, connectionsLoginPage, data)

@@ -181,6 +181,19 @@ func safeSubject(s string) bool {
 	return true
 }
 
+// displayName is how the pages name the signed-in user: "Alice Mariner
+// (alice)" when a name is known, else the subject.
+func (a *App) displayName(subject string, profile map[string]string) string {
+	name := profile["name"]
+	if name == "" && a.users != nil {
+		name = a.users.Profile(subject)["name"]
+	}
+	if name == "" || name == subject {
+		return subject
+	}
+	return name + " (" + subject + ")"
+}
+
 // profileFields are the /userinfo claims besides sub.
 var profileFields = []string{"name", "role", "country", "picture"}
 

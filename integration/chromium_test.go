@@ -72,7 +72,7 @@ func TestChromiumConsentAndConnections(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`button[name="decision"][value="deny"]`)),
 	)
 	text := cr.text("read the consent page")
-	for _, want := range []string{clientName + " wants to access your account", "Signed in as " + username} {
+	for _, want := range []string{clientName + " wants to access your account", "Signed in as Alice Mariner (" + username + ")"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("consent page lacks %q; it reads:\n%s", want, text)
 		}
@@ -125,7 +125,7 @@ func TestChromiumConsentAndConnections(t *testing.T) {
 	cr.do("wait for the Disconnect button",
 		chromedp.WaitVisible(chromedp.CSS(`button[name="disconnect"][value="`+clientID+`"]`)))
 	text = cr.text("read the connected-apps page")
-	for _, want := range []string{"Connected apps", "Signed in as " + username, clientName, scopeText["seatime:read"]} {
+	for _, want := range []string{"Connected apps", "Signed in as Alice Mariner (" + username + ")", clientName, scopeText["seatime:read"]} {
 		if !strings.Contains(text, want) {
 			t.Errorf("connected-apps page lacks %q; it reads:\n%s", want, text)
 		}
