@@ -261,7 +261,6 @@ func (a *App) storeFailed(op string, err error) *oauth.Error {
 	return e
 }
 
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Token)(nil)
