@@ -9,7 +9,9 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Authenticate checks an access token and counts the call in one EVALSHA.
+// Authenticate checks an access token and counts the call in one EVALSHA,
+// batched with concurrent calls into one pipeline when Redis is busy
+// (batch.go).
 //
 // The rate limit is a fixed window aligned to the Unix epoch: window index
 // floor(now/window), resetting at (index+1)*window. Every gateway instance
@@ -22,8 +24,8 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if !validGrantID(grantID) {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
-	res, err := s.scripts.authenticate.Run(ctx, s.client, authKeys(grantID, accessDigest),
-		s.nowMillis(), l.Count, l.Window.Milliseconds()).Result()
+	res, err := s.authBatcher().run(ctx, authKeys(grantID, accessDigest),
+		s.nowMillis(), l.Count, l.Window.Milliseconds())
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 	}

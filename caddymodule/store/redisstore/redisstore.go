@@ -29,7 +29,8 @@ type Store struct {
 	owned   bool // Close closes client only when New created it
 	now     func() time.Time
 	scripts scripts
-	queue   string // the webhook queue's hash tag, "" for the default (events.go)
+	queue   string       // the webhook queue's hash tag, "" for the default (events.go)
+	auth    *authBatcher // batches concurrent Authenticate calls (batch.go)
 }
 
 // New returns a Store for a redis:// or rediss:// URL, e.g.
@@ -55,7 +56,9 @@ func NewFromClient(c redis.UniversalClient, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{client: c, now: now, scripts: newScripts()}
+	s := &Store{client: c, now: now, scripts: newScripts()}
+	s.auth = newAuthBatcher(c, s.scripts.authenticate)
+	return s
 }
 
 // parseURL turns a URL into universal options. Only the TCP schemes are
