@@ -149,6 +149,15 @@ func (cfg gatewayConfig) environment() []string {
 
 func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string) (*gateway, error) {
 	t.Helper()
+	return launchAt(t, storeKind, storeURL, config, "/oauth/token", extraEnv...)
+}
+
+// launchAt starts the binary with config and waits until tokenPath answers
+// as a token endpoint does to a GET (405). The legacy upstream defaults to
+// the config's own fake legacy API on the port chosen here; extraEnv comes
+// last and so overrides it.
+func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extraEnv ...string) (*gateway, error) {
+	t.Helper()
 	ports := freePorts(t, 3)
 	home := t.TempDir()
 	cmd := exec.Command(binary, "run", "--config", config, "--adapter", "caddyfile")
@@ -156,6 +165,7 @@ func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string
 	cmd.Env = append(environWithout("TOLLGATE_", "XDG_", "HOME="),
 		fmt.Sprintf("TOLLGATE_PORT=%d", ports[0]),
 		fmt.Sprintf("TOLLGATE_LEGACY_PORT=%d", ports[1]),
+		fmt.Sprintf("TOLLGATE_LEGACY_UPSTREAM=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("TOLLGATE_ADMIN=127.0.0.1:%d", ports[2]),
 		"TOLLGATE_STORE="+storeURL,
 		// Caddy keeps autosave.json and its instance id under these; one
@@ -194,15 +204,15 @@ func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string
 			return nil, fmt.Errorf("exited before answering HTTP (%v); output:\n%s", waitErr, out.String())
 		default:
 		}
-		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d/oauth/token", ports[0]))
+		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d%s", ports[0], tokenPath))
 		if err == nil {
 			resp.Body.Close()
-			// A 404 on the token endpoint is not our gateway: some other
-			// process holds the port (ours will then fail to bind and exit).
-			if resp.StatusCode != http.StatusNotFound {
+			// Anything but the token endpoint's 405 is not our gateway: some
+			// other process holds the port (ours will then fail to bind).
+			if resp.StatusCode == http.StatusMethodNotAllowed {
 				break
 			}
-			err = fmt.Errorf("GET /oauth/token answered 404")
+			err = fmt.Errorf("GET %s answered %d, want the token endpoint's 405", tokenPath, resp.StatusCode)
 		}
 		if time.Now().After(deadline) {
 			stop()
@@ -225,31 +235,8 @@ func launch(t *testing.T, storeKind, storeURL, config string, extraEnv ...string
 // storetest.StartRedis.
 func startRedisOn(t *testing.T, port int) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("the redis store tests need redis-server on PATH: %v", err)
-	}
-	cmd := exec.Command(bin,
-		"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
-	)
-	out := new(lockedBuffer)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if !redisReady(addr, exited) {
-		t.Fatalf("redis-server on %s did not start; output:\n%s", addr, out.String())
-	}
-	return "redis://" + addr + "/0"
+	startRedisKeeping(t, port, t.TempDir())
+	return fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 }
 
 // quietPort returns a free loopback port below the kernel's ephemeral

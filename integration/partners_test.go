@@ -13,14 +13,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 )
@@ -79,68 +76,7 @@ func startPartnerGateway(t *testing.T, storeKind string, cfg partnerConfig) *gat
 
 func launchPartner(t *testing.T, storeKind, storeURL string, cfg partnerConfig) (*gateway, error) {
 	t.Helper()
-	ports := freePorts(t, 3)
-	home := t.TempDir()
-	cmd := exec.Command(binary, "run", "--config", filepath.Join(repoRoot, cfg.caddyfile), "--adapter", "caddyfile")
-	cmd.Dir = repoRoot
-	cmd.Env = append(environWithout("TOLLGATE_", "XDG_", "HOME="),
-		fmt.Sprintf("TOLLGATE_PORT=%d", ports[0]),
-		fmt.Sprintf("TOLLGATE_LEGACY_PORT=%d", ports[1]),
-		fmt.Sprintf("TOLLGATE_LEGACY_UPSTREAM=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("TOLLGATE_ADMIN=127.0.0.1:%d", ports[2]),
-		"TOLLGATE_STORE="+storeURL,
-		"HOME="+home,
-		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
-		"XDG_DATA_HOME="+filepath.Join(home, "data"),
-	)
-	out := new(lockedBuffer)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	gw := &gateway{
-		store:  storeKind,
-		port:   ports[0],
-		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
-		output: out,
-	}
-	probe := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("exited before answering HTTP (%v); output:\n%s", waitErr, out.String())
-		default:
-		}
-		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d%s", ports[0], cfg.tokenPath))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusMethodNotAllowed {
-				break
-			}
-			err = fmt.Errorf("GET %s answered %d, want the token endpoint's 405", cfg.tokenPath, resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("no token endpoint on port %d after 30s (%v); output:\n%s", ports[0], err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("gateway (%s, %s store, port %d) output (last %d lines):\n%s", cfg.caddyfile, storeKind, ports[0], logTail, tail(out.String(), logTail))
-		}
-	})
-	return gw, nil
+	return launchAt(t, storeKind, storeURL, filepath.Join(repoRoot, cfg.caddyfile), cfg.tokenPath)
 }
 
 // curlRequest builds a request the way the documents' curl commands send
