@@ -174,10 +174,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // The query check is a substring test, so ordinary requests pay nothing;
 // only form-encoded bodies are read, and they are put back for the proxy.
 func tokenElsewhere(r *http.Request) *apiError {
-	bad := &apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "send the access token in the Authorization header only, not in the query or the body"}
 	if strings.Contains(r.URL.RawQuery, "access_token") {
 		if _, ok := r.URL.Query()["access_token"]; ok {
-			return bad
+			return tokenNotInHeader()
 		}
 	}
 	if r.Body == nil || r.Body == http.NoBody {
@@ -193,9 +192,13 @@ func tokenElsewhere(r *http.Request) *apiError {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if q, err := url.ParseQuery(string(body)); err == nil && q.Has("access_token") {
-		return bad
+		return tokenNotInHeader()
 	}
 	return nil
+}
+
+func tokenNotInHeader() *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "send the access token in the Authorization header only, not in the query or the body"}
 }
 
 // maxAPIFormBytes bounds the form bodies read to look for a token.
