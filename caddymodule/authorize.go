@@ -193,13 +193,16 @@ func (h *Authorize) login(w http.ResponseWriter, r *http.Request, p *pending, us
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "Signing in is not expected here."))
 		return
 	}
-	subject, ok := users.Login(username, password)
-	if !ok {
-		a.logger.Info("sign-in failed", zap.String("client_id", p.ClientID))
-		h.show(w, r, p, http.StatusUnauthorized, "The username or password is not right.")
+	ctx := r.Context()
+	subject, msg, status, err := a.checkPassword(ctx, users, username, password)
+	if err != nil {
+		h.unavailable(w, err)
 		return
 	}
-	ctx := r.Context()
+	if subject == "" {
+		h.show(w, r, p, status, msg)
+		return
+	}
 	// Replace the anonymous session: the old id is dropped and a new one,
 	// which no one else can have seen, carries the sign-in.
 	_ = a.store.DeleteBlob(ctx, sessionKey(p.Session))

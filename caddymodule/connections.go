@@ -70,11 +70,13 @@ func (h *Connections) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 				return nil
 			}
 		case r.PostForm.Has("username") && subject == "":
-			if ok, err := h.login(w, r, sid); err != nil {
+			msg, status, err := h.login(w, r, sid)
+			if err != nil {
 				h.unavailable(w, err)
 				return nil
-			} else if !ok {
-				h.render(w, r, http.StatusUnauthorized, "", sid, "The username or password is not right.")
+			}
+			if msg != "" {
+				h.render(w, r, status, "", sid, msg)
 				return nil
 			}
 		}
@@ -126,25 +128,25 @@ func (h *Connections) identify(w http.ResponseWriter, r *http.Request) (subject,
 }
 
 // login signs the user in from the page's own form and replaces the
-// session id (session fixation).
-func (h *Connections) login(w http.ResponseWriter, r *http.Request, oldSID string) (bool, error) {
+// session id (session fixation). On refusal it returns the form's message
+// and status.
+func (h *Connections) login(w http.ResponseWriter, r *http.Request, oldSID string) (msg string, status int, err error) {
 	a := h.app
 	users, ok := a.users.(PasswordAuthenticator)
 	if !ok {
-		return false, nil
-	}
-	subject, ok := users.Login(r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if !ok {
-		a.logger.Info("sign-in failed on the connections page")
-		return false, nil
+		return "Signing in is not expected here.", http.StatusBadRequest, nil
 	}
 	ctx := r.Context()
+	subject, msg, status, err := a.checkPassword(ctx, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil || subject == "" {
+		return msg, status, err
+	}
 	_ = a.store.DeleteBlob(ctx, sessionKey(oauth.Digest(oldSID)))
 	if _, err := a.newSessionID(ctx, w, r, subject); err != nil {
-		return false, err
+		return "", 0, err
 	}
 	a.audit.Info("sign-in", zap.String("subject", subject), zap.String("page", "connections"))
-	return true, nil
+	return "", http.StatusOK, nil
 }
 
 // connection is one row of the page.

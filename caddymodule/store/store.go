@@ -210,6 +210,21 @@ type Store interface {
 	TakeBlob(ctx context.Context, key string) ([]byte, error)
 	DeleteBlob(ctx context.Context, key string) error
 
+	// CountFailure counts one failure under key in a fixed window (aligned to
+	// the epoch, judged by the store's clock) and returns how many failures
+	// the key has had in the current window, this one included, and when the
+	// window ends. Counters of different keys are independent; a counter
+	// disappears after its window. It is atomic: n concurrent calls return
+	// 1..n exactly once each.
+	//
+	// The window is counted in whole milliseconds, and each window length
+	// has counters of its own: one key counted under a minute and under an
+	// hour has two independent counts. A window shorter than 1ms or an
+	// empty key is a store error.
+	CountFailure(ctx context.Context, key string, window time.Duration) (count int64, reset time.Time, err error)
+	// Failures returns the current window's count for key without counting.
+	Failures(ctx context.Context, key string, window time.Duration) (count int64, reset time.Time, err error)
+
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error
 	Close() error

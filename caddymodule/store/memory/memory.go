@@ -47,6 +47,8 @@ type Store struct {
 	// tg:{<grant>}:rl: RevokeGrant deletes them, expiry does not.
 	counters map[string]*window
 	blobs    map[string]blob
+	// failures are the failure counters of CountFailure (failure.go).
+	failures map[failureRef]*failures
 	events   eventQueue // webhook events (events.go)
 	// subjects indexes grant ids by subject for ListGrants (index.go).
 	subjects map[string]map[string]struct{}
@@ -114,6 +116,7 @@ func New(now func() time.Time) *Store {
 		markers:  make(map[codeRef]*marker),
 		counters: make(map[string]*window),
 		blobs:    make(map[string]blob),
+		failures: make(map[failureRef]*failures),
 		subjects: make(map[string]map[string]struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -172,6 +175,11 @@ func (s *Store) sweep() {
 	for k, b := range s.blobs {
 		if b.exp <= now {
 			delete(s.blobs, k)
+		}
+	}
+	for r, f := range s.failures {
+		if f.end <= now {
+			delete(s.failures, r)
 		}
 	}
 }

@@ -47,6 +47,14 @@ func TestSweep(t *testing.T) {
 	if err := s.SetBlob(ctx, "b", []byte("x"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.CountFailure(ctx, "login:x", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Windows are aligned to the Unix epoch: this 100h one ends 40h after
+	// Epoch, between the two sweeps below.
+	if _, _, err := s.CountFailure(ctx, "login:y", 100*time.Hour); err != nil {
+		t.Fatal(err)
+	}
 
 	clk.Advance(25 * time.Hour)
 	s.sweep()
@@ -58,10 +66,16 @@ func TestSweep(t *testing.T) {
 		t.Errorf("after sweep: %d codes, %d tokens, %d markers, %d counters, %d blobs; want 0, 1, 0, 0, 0",
 			len(g.codes), len(g.tokens), len(s.markers), len(s.counters), len(s.blobs))
 	}
+	if _, ok := s.failures[failureRef{"login:y", (100 * time.Hour).Milliseconds()}]; len(s.failures) != 1 || !ok {
+		t.Errorf("after sweep: failure counters %v, want only login:y's 100h window", s.failures)
+	}
 	clk.Advance(48 * time.Hour)
 	s.sweep()
 	if len(s.grants) != 0 {
 		t.Errorf("expired grant not swept")
+	}
+	if len(s.failures) != 0 {
+		t.Errorf("failure counter of an ended window not swept")
 	}
 }
 
@@ -78,6 +92,9 @@ func TestClosed(t *testing.T) {
 	}
 	if _, _, err := s.Authenticate(t.Context(), "g", "a", store.Limit{}); err == nil || err == store.ErrNotFound {
 		t.Fatalf("Authenticate after Close = %v, want a store error", err)
+	}
+	if _, _, err := s.CountFailure(t.Context(), "k", time.Minute); err == nil {
+		t.Fatal("CountFailure after Close succeeded")
 	}
 }
 

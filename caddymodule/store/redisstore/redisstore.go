@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,6 +139,13 @@ func counterKey(grantID string) string        { return "tg:{" + grantID + "}:rl"
 func codeKey(grantID, digest string) string   { return "tg:{" + grantID + "}:code:" + digest }
 func markerKey(grantID, digest string) string { return "tg:{" + grantID + "}:codeused:" + digest }
 func blobKey(key string) string               { return "tg:b:" + key }
+
+// failureKey is a failure counter's key (failure.go). The key is its own
+// hash tag; what follows the last "}:" is digits, so two different (key,
+// window, index) triples never name the same Redis key.
+func failureKey(key string, wms, idx int64) string {
+	return "tg:f:{" + key + "}:" + strconv.FormatInt(wms, 10) + ":" + strconv.FormatInt(idx, 10)
+}
 
 // validGrantID reports whether every key of the grant would carry the same,
 // non-empty hash tag. With "" or a leading "}" the tag "{...}" is empty and

@@ -281,6 +281,57 @@ func TestRedisLayout(t *testing.T) {
 		}
 	})
 
+	t.Run("a failure counter is one key per window, collected after it", func(t *testing.T) {
+		f := newFixture(t, url)
+		ctx := t.Context()
+		key := "login:" + storetest.Random()
+		f.clk.Advance(45 * time.Second)
+		for i := range 2 {
+			if _, _, err := f.s.CountFailure(ctx, key, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			// The first call may also have to load the script (EVAL).
+			if cmds := f.log.take(); i > 0 && (len(cmds) != 1 || cmds[0] != "evalsha") {
+				t.Errorf("CountFailure: commands %q, want one evalsha", cmds)
+			}
+		}
+		if _, _, err := f.s.Failures(ctx, key, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if cmds := f.log.take(); len(cmds) != 1 || cmds[0] != "get" {
+			t.Errorf("Failures: commands %q, want one get", cmds)
+		}
+		idx := storetest.Epoch().UnixMilli() / 60_000
+		k := "tg:f:{" + key + "}:60000:" + strconv.FormatInt(idx, 10)
+		if got := failureKey(key, 60_000, idx); got != k {
+			t.Fatalf("failureKey = %q, want %q", got, k)
+		}
+		keys, err := f.c.Keys(ctx, "tg:f:{"+key+"}:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0] != k {
+			t.Fatalf("keys = %q, want [%q]", keys, k)
+		}
+		if n, err := f.c.Get(ctx, k).Int64(); err != nil || n != 2 {
+			t.Errorf("%s = %d, %v; want 2", k, n, err)
+		}
+		// The window ends 15s after the clock; the key lives gcMargin more.
+		want := 15*time.Second + gcMargin*time.Millisecond
+		if ttl, err := f.c.PTTL(ctx, k).Result(); err != nil || ttl > want || ttl < want-5*time.Second {
+			t.Errorf("%s: TTL %v, %v; want about %v", k, ttl, err, want)
+		}
+		f.clk.Advance(15 * time.Second)
+		if _, _, err := f.s.CountFailure(ctx, key, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		want = time.Minute + gcMargin*time.Millisecond
+		next := failureKey(key, 60_000, idx+1)
+		if ttl, err := f.c.PTTL(ctx, next).Result(); err != nil || ttl > want || ttl < want-5*time.Second {
+			t.Errorf("%s: TTL %v, %v; want about %v", next, ttl, err, want)
+		}
+	})
+
 	t.Run("a script flushed from the server is loaded again", func(t *testing.T) {
 		f := newFixture(t, url)
 		if err := f.c.ScriptFlush(t.Context()).Err(); err != nil {

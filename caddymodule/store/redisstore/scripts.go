@@ -18,6 +18,8 @@ import "github.com/redis/go-redis/v9"
 //
 // One key is not a grant's: a subject's index of grants, tg:u:{<hex
 // SHA-256 of the subject>}:grants, a hash of grant id -> nonce (index.go).
+// Nor are blobs (tg:b:<key>, blob.go) or failure counters,
+// tg:f:{<key>}:<window ms>:<window index>, an integer (failure.go).
 //
 // "n" is the grant's incarnation nonce, drawn when the grant is created and
 // copied into every code and token written for it. A revocation deletes only
@@ -105,7 +107,7 @@ type scripts struct {
 	saveGrant, revokeGrant                 *redis.Script
 	saveCode, consumeCode, issueTokens     *redis.Script
 	getToken, rotate, authenticate, refund *redis.Script
-	takeBlob                               *redis.Script
+	takeBlob, countFailure                 *redis.Script
 	claimEvents, ackEvent, retryEvent      *redis.Script
 	checkReuse, unindex                    *redis.Script
 }
@@ -123,6 +125,7 @@ func newScripts() scripts {
 		authenticate: redis.NewScript(luaAuthenticate), // no prelude: see luaAuthenticate
 		refund:       redis.NewScript(luaRefund),
 		takeBlob:     redis.NewScript(luaTakeBlob),
+		countFailure: redis.NewScript(luaCountFailure),
 		claimEvents:  redis.NewScript(luaClaimEvents),
 		ackEvent:     redis.NewScript(luaAckEvent),
 		retryEvent:   redis.NewScript(luaRetryEvent),
@@ -365,4 +368,16 @@ const luaTakeBlob = `
 local v = redis.call('GET', KEYS[1])
 if v then redis.call('DEL', KEYS[1]) end
 return v
+`
+
+// luaCountFailure counts one failure and returns the window's count. The
+// TTL is set on every call, not only the first: it names the same instant
+// (the window's end plus gcMargin) each time, and a counter can never be
+// left without one.
+//
+// KEYS: failure counter. ARGV: TTL ms.
+const luaCountFailure = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
 `

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 	cases = append(cases, authenticateCases()...)
 	cases = append(cases, rateLimitCases()...)
 	cases = append(cases, blobCases()...)
+	cases = append(cases, failureCases()...)
 	cases = append(cases, eventCases()...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
