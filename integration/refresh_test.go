@@ -102,26 +102,7 @@ func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
 		current := tok.RefreshToken
 		for round, n := range []int{2, 2, 2, 2, 8} {
-			rs := race(t, n, func() *http.Request {
-				req, _ := gw.formRequest(t, "/oauth/token", map[string][]string{
-					"grant_type":    {"refresh_token"},
-					"refresh_token": {current},
-				}, authPost, clientID, clientSecret)
-				return req
-			})
-			var winner map[string]any
-			wins := 0
-			for _, r := range rs {
-				if r.status == http.StatusOK {
-					wins++
-					winner = wantTokenResponse(t, r, strings.Join(allScopes, " "))
-					continue
-				}
-				wantOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
-			}
-			if wins != 1 {
-				t.Fatalf("round %d: %d of %d concurrent refreshes succeeded, want exactly one", round, wins, n)
-			}
+			winner := raceRefresh(t, gw, current, n, round)
 			wantUserinfoOK(t, gw.userinfo(t, bearer(winner["access_token"].(string))))
 			current = winner["refresh_token"].(string)
 		}
@@ -221,4 +202,32 @@ func TestTokenKindsAreNotInterchangeable(t *testing.T) {
 		wantOAuthError(t, gw.exchange(t, tok.RefreshToken, a.verifier, redirectURI), http.StatusBadRequest, "invalid_grant")
 		wantOAuthError(t, gw.exchange(t, tok.AccessToken, a.verifier, redirectURI), http.StatusBadRequest, "invalid_grant")
 	})
+}
+
+// raceRefresh sends n concurrent refreshes of one refresh token and checks
+// that exactly one wins (the others get invalid_grant); it returns the
+// winner's token response.
+func raceRefresh(t *testing.T, gw *gateway, refreshToken string, n, round int) map[string]any {
+	t.Helper()
+	rs := race(t, n, func() *http.Request {
+		req, _ := gw.formRequest(t, "/oauth/token", map[string][]string{
+			"grant_type":    {"refresh_token"},
+			"refresh_token": {refreshToken},
+		}, authPost, clientID, clientSecret)
+		return req
+	})
+	var winner map[string]any
+	wins := 0
+	for _, r := range rs {
+		if r.status == http.StatusOK {
+			wins++
+			winner = wantTokenResponse(t, r, strings.Join(allScopes, " "))
+			continue
+		}
+		wantOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
+	}
+	if wins != 1 {
+		t.Fatalf("round %d: %d of %d concurrent refreshes succeeded, want exactly one", round, wins, n)
+	}
+	return winner
 }

@@ -11,7 +11,6 @@ package integration
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -170,26 +169,7 @@ func TestConcurrentRefreshIsRaceNotReuse(t *testing.T) {
 		current := tok.RefreshToken
 		for round, n := range []int{2, 5} {
 			start := time.Now()
-			rs := race(t, n, func() *http.Request {
-				req, _ := gw.formRequest(t, "/oauth/token", url.Values{
-					"grant_type":    {"refresh_token"},
-					"refresh_token": {current},
-				}, authPost, clientID, clientSecret)
-				return req
-			})
-			var winner map[string]any
-			wins := 0
-			for _, r := range rs {
-				if r.status == http.StatusOK {
-					wins++
-					winner = wantTokenResponse(t, r, strings.Join(allScopes, " "))
-					continue
-				}
-				wantOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
-			}
-			if wins != 1 {
-				t.Fatalf("round %d: %d of %d concurrent refreshes succeeded, want exactly one", round, wins, n)
-			}
+			winner := raceRefresh(t, gw, current, n, round)
 			if d := time.Since(start); d >= grace {
 				t.Fatalf("round %d: the race took %s, longer than the %s window: the machine is too slow for this test", round, d, grace)
 			}

@@ -1,9 +1,7 @@
 package storetest
 
 import (
-	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,39 +83,15 @@ func reuseCases() []testCase {
 			for i := range 20 {
 				old := e.issue(t, true)
 				pairs := [2]store.Pair{e.pair(true), e.pair(true)}
-				var errs [2]error
-				var wg sync.WaitGroup
-				start := make(chan struct{})
-				for j := range pairs {
-					wg.Go(func() {
-						<-start
-						errs[j] = e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, pairs[j])
-						if errors.Is(errs[j], store.ErrNotFound) {
-							// What the token endpoint does with a refresh
-							// token that GetToken or Rotate did not find.
-							_, errs[j] = e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
-							if errs[j] == nil {
-								t.Errorf("round %d: CheckReuse returned no error", i)
-							}
-						}
-					})
-				}
-				close(start)
-				wg.Wait()
-				won := -1
-				for j, err := range errs {
-					switch {
-					case err == nil && won < 0:
-						won = j
-					case err == nil:
-						t.Fatalf("round %d: both rotations succeeded", i)
-					case !errors.Is(err, store.ErrNotFound):
-						t.Fatalf("round %d: loser got %v, want ErrNotFound", i, err)
+				won := rotateConcurrently(t, e, i, old.Refresh.Digest, pairs, func() error {
+					// What the token endpoint does with a refresh token
+					// that GetToken or Rotate did not find.
+					_, err := e.s.CheckReuse(e.ctx, e.grantID, old.Refresh.Digest, grace)
+					if err == nil {
+						t.Errorf("round %d: CheckReuse returned no error", i)
 					}
-				}
-				if won < 0 {
-					t.Fatalf("round %d: both rotations failed", i)
-				}
+					return err
+				})
 				w := pairs[won]
 				if !e.alive(t, w.Access.Digest) {
 					t.Fatalf("round %d: the winner's access token does not authenticate", i)

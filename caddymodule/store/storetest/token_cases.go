@@ -136,35 +136,49 @@ func tokenCases() []testCase {
 			for i := range 50 {
 				old := e.issue(t, true)
 				pairs := [2]store.Pair{e.pair(true), e.pair(true)}
-				var errs [2]error
-				var wg sync.WaitGroup
-				start := make(chan struct{})
-				for j := range pairs {
-					wg.Go(func() {
-						<-start
-						errs[j] = e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, pairs[j])
-					})
-				}
-				close(start)
-				wg.Wait()
-				won := -1
-				for j, err := range errs {
-					switch {
-					case err == nil && won < 0:
-						won = j
-					case err == nil:
-						t.Fatalf("round %d: both rotations succeeded", i)
-					case !errors.Is(err, store.ErrNotFound):
-						t.Fatalf("round %d: Rotate: %v", i, err)
-					}
-				}
-				if won < 0 {
-					t.Fatalf("round %d: both rotations failed", i)
-				}
+				won := rotateConcurrently(t, e, i, old.Refresh.Digest, pairs, nil)
 				if !e.alive(t, pairs[won].Access.Digest) || e.alive(t, pairs[1-won].Access.Digest) {
 					t.Fatalf("round %d: the winner's pair is not the one stored", i)
 				}
 			}
 		}},
 	}
+}
+
+// rotateConcurrently rotates oldRefresh into both pairs at once and returns
+// the index of the rotation that won, failing unless exactly one did and
+// the other got ErrNotFound. afterLoss, when set, runs in the losing
+// goroutine (as the token endpoint's next step would) and its error must be
+// ErrNotFound too.
+func rotateConcurrently(t *testing.T, e *env, round int, oldRefresh string, pairs [2]store.Pair, afterLoss func() error) int {
+	t.Helper()
+	var errs [2]error
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for j := range pairs {
+		wg.Go(func() {
+			<-start
+			errs[j] = e.s.Rotate(e.ctx, e.grantID, oldRefresh, pairs[j])
+			if afterLoss != nil && errors.Is(errs[j], store.ErrNotFound) {
+				errs[j] = afterLoss()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := -1
+	for j, err := range errs {
+		switch {
+		case err == nil && won < 0:
+			won = j
+		case err == nil:
+			t.Fatalf("round %d: both rotations succeeded", round)
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatalf("round %d: the loser got %v, want ErrNotFound", round, err)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("round %d: both rotations failed", round)
+	}
+	return won
 }
