@@ -36,8 +36,10 @@ type backend interface {
 	GetBlob(ctx context.Context, key string) ([]byte, error)
 	TakeBlob(ctx context.Context, key string) ([]byte, error)
 	DeleteBlob(ctx context.Context, key string) error
+	LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error)
 	CountFailure(ctx context.Context, key string, window time.Duration) (int64, time.Time, error)
 	Failures(ctx context.Context, key string, window time.Duration) (int64, time.Time, error)
+	ClearFailures(ctx context.Context, key string, window time.Duration) error
 	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error)
 	ListGrants(ctx context.Context, subject string) ([]store.Grant, error)
 	webhook.Queue

@@ -209,6 +209,12 @@ type Store interface {
 	GetBlob(ctx context.Context, key string) ([]byte, error)
 	TakeBlob(ctx context.Context, key string) ([]byte, error)
 	DeleteBlob(ctx context.Context, key string) error
+	// LoadOrStoreBlob stores value under key, with no expiry, unless the
+	// key already holds a value, and returns the value the key holds
+	// afterwards. It is atomic: concurrent calls with different values
+	// all return the one value that was stored first. Gateway instances
+	// use it to agree on one shared secret (the form-signing key).
+	LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error)
 
 	// CountFailure counts one failure under key in a fixed window (aligned to
 	// the epoch, judged by the store's clock) and returns how many failures
@@ -224,6 +230,8 @@ type Store interface {
 	CountFailure(ctx context.Context, key string, window time.Duration) (count int64, reset time.Time, err error)
 	// Failures returns the current window's count for key without counting.
 	Failures(ctx context.Context, key string, window time.Duration) (count int64, reset time.Time, err error)
+	// ClearFailures sets the current window's count for key back to zero.
+	ClearFailures(ctx context.Context, key string, window time.Duration) error
 
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -64,4 +65,19 @@ func (s *Store) DeleteBlob(_ context.Context, key string) error {
 	}
 	delete(s.blobs, key)
 	return nil
+}
+
+// LoadOrStoreBlob stores a copy of value under key with no expiry unless a
+// live value is there, and returns the value the key holds afterwards.
+func (s *Store) LoadOrStoreBlob(_ context.Context, key string, value []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	if b, ok := s.blobs[key]; ok && b.exp > s.nowMillis() {
+		return slices.Clone(b.value), nil
+	}
+	s.blobs[key] = blob{value: slices.Clone(value), exp: math.MaxInt64}
+	return slices.Clone(value), nil
 }

@@ -80,3 +80,18 @@ func checkFailure(key string, window time.Duration) error {
 	}
 	return nil
 }
+
+// ClearFailures sets the current window's count for key back to zero.
+func (s *Store) ClearFailures(_ context.Context, key string, window time.Duration) error {
+	if err := checkFailure(key, window); err != nil {
+		return fmt.Errorf("memory clear failures: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	ref, _, _ := failureWindow(key, window, s.nowMillis())
+	delete(s.failures, ref)
+	return nil
+}

@@ -3,8 +3,12 @@ package redisstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
@@ -69,4 +73,30 @@ func (s *Store) unwrapBlob(v []byte) ([]byte, error) {
 		return nil, store.ErrNotFound
 	}
 	return v[8:], nil
+}
+
+// LoadOrStoreBlob stores value under key with no expiry unless the key
+// holds a value, in one SET NX GET (Redis 7.0), and returns the value the
+// key holds afterwards.
+func (s *Store) LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error) {
+	buf := make([]byte, 8+len(value))
+	binary.BigEndian.PutUint64(buf, uint64(math.MaxInt64))
+	copy(buf[8:], value)
+	old, err := s.client.SetArgs(ctx, blobKey(key), buf, redis.SetArgs{Mode: "NX", Get: true}).Bytes()
+	if isNil(err) {
+		return value, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis load or store blob: %w", err)
+	}
+	v, err := s.unwrapBlob(old)
+	if errors.Is(err, store.ErrNotFound) {
+		// An expired blob under the key: a stored value has no expiry,
+		// so this is not one; replace it.
+		if err := s.client.Set(ctx, blobKey(key), buf, 0).Err(); err != nil {
+			return nil, fmt.Errorf("redis load or store blob: %w", err)
+		}
+		return value, nil
+	}
+	return v, err
 }

@@ -66,3 +66,15 @@ func checkFailure(key string, window time.Duration) error {
 	}
 	return nil
 }
+
+// ClearFailures deletes the current window's counter of key.
+func (s *Store) ClearFailures(ctx context.Context, key string, window time.Duration) error {
+	if err := checkFailure(key, window); err != nil {
+		return fmt.Errorf("redis clear failures: %w", err)
+	}
+	k, _ := failureWindow(key, window, s.nowMillis())
+	if err := s.client.Del(ctx, k).Err(); err != nil {
+		return fmt.Errorf("redis clear failures: %w", err)
+	}
+	return nil
+}

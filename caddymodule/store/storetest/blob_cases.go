@@ -13,6 +13,37 @@ import (
 
 func blobCases() []testCase {
 	return []testCase{
+		{"concurrent LoadOrStoreBlob calls agree on the first value stored", func(t *testing.T, e *env) {
+			k := Random()
+			const n = 50
+			got := make([][]byte, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					v, err := e.s.LoadOrStoreBlob(e.ctx, k, []byte{byte(i), 0xff})
+					if err != nil {
+						t.Errorf("LoadOrStoreBlob: %v", err)
+					}
+					got[i] = v
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i := range n {
+				if !bytes.Equal(got[i], got[0]) || len(got[i]) != 2 {
+					t.Fatalf("call %d got %x, call 0 got %x: want one agreed value", i, got[i], got[0])
+				}
+			}
+			// The value does not expire and is not replaced.
+			e.clk.Advance(365 * 24 * time.Hour)
+			v, err := e.s.LoadOrStoreBlob(e.ctx, k, []byte("other"))
+			wantErr(t, "LoadOrStoreBlob later", err, nil)
+			if !bytes.Equal(v, got[0]) {
+				t.Fatalf("a year later LoadOrStoreBlob = %x, want %x", v, got[0])
+			}
+		}},
 		{"a blob reads back until deleted", func(t *testing.T, e *env) {
 			k, v := Random(), []byte("session\x00\xffdata")
 			wantErr(t, "SetBlob", e.s.SetBlob(e.ctx, k, v, time.Hour), nil)

@@ -124,6 +124,21 @@ func failureCases() []testCase {
 			}
 			e.failures(t, k, time.Hour, n, reset)
 		}},
+		{"cleared failures count from zero again, other keys untouched", func(t *testing.T, e *env) {
+			a, b := "login:"+Random(), "login:"+Random()
+			reset := Epoch().Add(time.Minute)
+			for want := int64(1); want <= 3; want++ {
+				e.countFailure(t, a, time.Minute, want, reset)
+			}
+			e.countFailure(t, b, time.Minute, 1, reset)
+			wantErr(t, "ClearFailures", e.s.ClearFailures(e.ctx, a, time.Minute), nil)
+			e.failures(t, a, time.Minute, 0, reset)
+			e.countFailure(t, a, time.Minute, 1, reset)
+			e.failures(t, b, time.Minute, 1, reset)
+			// Clearing a key with no count is not an error.
+			wantErr(t, "ClearFailures unknown", e.s.ClearFailures(e.ctx, "login:"+Random(), time.Minute), nil)
+			wantStoreError(t, "ClearFailures empty key", e.s.ClearFailures(e.ctx, "", time.Minute))
+		}},
 		{"an empty failure key or a window under 1ms is refused", func(t *testing.T, e *env) {
 			k := "login:" + Random()
 			for _, tc := range []struct {
