@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,6 +90,16 @@ type App struct {
 	// draft-ietf-httpapi-ratelimit-headers-10 to the X-RateLimit-* ones.
 	RateLimitHeaders bool `json:"rate_limit_headers,omitempty"`
 
+	// SignInLimit is how many sign-in attempts one username gets per
+	// window, as <count>/<duration>, counted in the store across every
+	// instance; a successful sign-in clears the count. Default 10/15m.
+	SignInLimit string `json:"sign_in_limit,omitempty"`
+	// SignInAddressLimit is how many sign-in attempts one client address
+	// (an IPv6 /64) gets per window, whatever the usernames. The address is
+	// Caddy's client IP, which honours the server's trusted_proxies.
+	// Default 100/15m.
+	SignInAddressLimit string `json:"sign_in_address_limit,omitempty"`
+
 	// Scopes is the scope catalogue: every scope a client may be allowed,
 	// with the plain-English description shown on the consent screen.
 	Scopes []Scope `json:"scopes,omitempty"`
@@ -104,13 +115,17 @@ type App struct {
 	users    Authenticator
 	clients  map[string]*oauth.Client
 	limits   map[string]store.Limit // by client_id
+
+	signInLimit, signInAddressLimit store.Limit
 	scopes   map[string]string
 	store    backend
 	webhooks *webhook.Dispatcher
 	targets  map[string]webhookTarget // by client_id
 	poolKey  string
 	logger   *zap.Logger
-	audit    *zap.Logger
+	// formKeyCache holds the form-signing key once read (forms.go).
+	formKeyCache *atomic.Pointer[[]byte]
+	audit        *zap.Logger
 
 	// now and rand are injected so that tests control time and randomness.
 	now  func() time.Time
@@ -208,6 +223,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = a.logger.Named("audit")
+	a.formKeyCache = new(atomic.Pointer[[]byte])
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -256,6 +272,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	defaultLimit, err := ParseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
+	}
+	for _, sl := range []struct {
+		name, raw string
+		def       store.Limit
+		dst       *store.Limit
+	}{
+		{"sign_in_limit", a.SignInLimit, defaultSignInLimit, &a.signInLimit},
+		{"sign_in_address_limit", a.SignInAddressLimit, defaultSignInAddressLimit, &a.signInAddressLimit},
+	} {
+		*sl.dst = sl.def
+		if sl.raw != "" {
+			// "unlimited" turns that count off.
+			if *sl.dst, err = ParseRateLimit(repl.ReplaceAll(sl.raw, "")); err != nil {
+				return fmt.Errorf("%s: %w", sl.name, err)
+			}
+		}
 	}
 	a.clients = make(map[string]*oauth.Client, len(a.Clients))
 	a.limits = make(map[string]store.Limit, len(a.Clients))

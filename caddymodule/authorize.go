@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -50,10 +51,15 @@ func (h *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	return nil
 }
 
-// start handles GET: validate, remember the request server-side, then ask
-// the user to sign in or to decide.
+// start handles GET: validate, then ask the user to sign in or to decide.
+// Nothing is stored until the user has signed in: the sign-in form carries
+// the request sealed (forms.go), so anonymous traffic costs no state.
 func (h *Authorize) start(w http.ResponseWriter, r *http.Request) {
 	a := h.app
+	if len(r.URL.RawQuery) > oauth.MaxAuthorizeQuery {
+		renderPage(w, http.StatusRequestURITooLong, errorPage, oauth.Errorf(oauth.InvalidRequest, "The authorization request is longer than %d bytes.", oauth.MaxAuthorizeQuery))
+		return
+	}
 	req, aerr := oauth.ParseAuthorize(r.URL.Query(), a)
 	if aerr != nil {
 		h.refuse(w, r, aerr)
@@ -81,23 +87,50 @@ func (h *Authorize) start(w http.ResponseWriter, r *http.Request) {
 			h.unavailable(w, err)
 			return
 		}
-		if !ok {
-			if digest, err = a.newSession(ctx, w, r, ""); err != nil {
-				h.unavailable(w, err)
-				return
-			}
+		if !ok || s.Subject == "" {
+			h.showLogin(w, r, p, http.StatusOK, "")
+			return
 		}
 		p.Subject, p.Session = s.Subject, digest
 	default:
 		renderPage(w, http.StatusInternalServerError, errorPage, oauth.Errorf(oauth.ServerError, "No user authenticator is configured on this gateway."))
 		return
 	}
-	h.show(w, r, p, http.StatusOK, "")
+	h.show(w, r, p, http.StatusOK)
 }
 
-// show stores p under a fresh transaction id with a fresh CSRF token and
-// renders the login form (nobody signed in) or the consent screen.
-func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, status int, loginError string) {
+// showLogin renders the sign-in form with the request sealed into it and a
+// CSRF token bound to the browser's login cookie; nothing is stored.
+func (h *Authorize) showLogin(w http.ResponseWriter, r *http.Request, p *pending, status int, loginError string) {
+	a := h.app
+	key, err := a.formKey(r.Context())
+	if err != nil {
+		h.unavailable(w, err)
+		return
+	}
+	binding, err := a.loginBinding(w, r)
+	if err != nil {
+		h.unavailable(w, err)
+		return
+	}
+	p.Subject, p.Session, p.CSRF, p.Profile = "", "", "", nil
+	tx, err := sealForm(key, p)
+	if err != nil {
+		h.unavailable(w, err)
+		return
+	}
+	renderPage(w, status, loginPage, map[string]any{
+		"Action":     formAction(r),
+		"TX":         tx,
+		"CSRF":       anonymousCSRF(key, "authorize", binding, ""),
+		"ClientName": a.Client(p.ClientID).Name,
+		"Error":      loginError,
+	})
+}
+
+// show stores p, whose user has signed in, under a fresh transaction id
+// with a fresh CSRF token and renders the consent screen.
+func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, status int) {
 	a := h.app
 	tx, err1 := oauth.RandomString(a.rand, 32)
 	csrf, err2 := oauth.RandomString(a.rand, 32)
@@ -110,44 +143,39 @@ func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, sta
 		h.unavailable(w, err)
 		return
 	}
-	client := a.Client(p.ClientID)
-	data := map[string]any{
-		"Action":     actionPath(r),
-		"TX":         tx,
-		"CSRF":       csrf,
-		"ClientName": client.Name,
-		"Subject":    a.displayName(p.Subject, p.Profile),
-		"Error":      loginError,
-	}
-	if p.Subject == "" {
-		renderPage(w, status, loginPage, data)
-		return
-	}
 	scopes := make([]Scope, len(p.Scopes))
 	for i, s := range p.Scopes {
 		scopes[i] = Scope{Name: s, Description: a.scopes[s]}
 	}
-	data["Scopes"] = scopes
-	renderPage(w, status, consentPage, data)
+	renderPageTo(w, status, consentPage, map[string]any{
+		"Action":     formAction(r),
+		"TX":         tx,
+		"CSRF":       csrf,
+		"ClientName": a.Client(p.ClientID).Name,
+		"Subject":    a.displayName(p.Subject, p.Profile),
+		"Scopes":     scopes,
+	}, p.RedirectURI)
 }
 
-// submit handles POST: the login form or the consent decision.
+// submit handles POST: the sign-in form or the consent decision.
 func (h *Authorize) submit(w http.ResponseWriter, r *http.Request) {
-	a := h.app
-	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form could not be read."))
 		return
 	}
 	form := r.PostForm
-	decision := form.Get("decision")
-	// Every POST takes the request out of the store, so that a form is
-	// acted on once; the login step stores it again under a new id with
-	// the next form.
-	p, err := a.takePending(ctx, form.Get("tx"))
+	tx := form.Get("tx")
+	if strings.HasPrefix(tx, sealedPrefix) {
+		h.submitLogin(w, r, tx)
+		return
+	}
+	ctx := r.Context()
+	// A consent form is acted on once: the POST takes its request out of
+	// the store.
+	p, err := h.app.takePending(ctx, tx)
 	if errors.Is(err, store.ErrNotFound) {
-		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "This sign-in page has expired or was already used. Go back to the application and start again."))
+		expired(w)
 		return
 	}
 	if err != nil {
@@ -155,23 +183,72 @@ func (h *Authorize) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.boundToBrowser(ctx, r, p, form.Get("csrf")) {
-		renderPage(w, http.StatusForbidden, errorPage, oauth.Errorf(oauth.AccessDenied, "This form was not sent by the browser it was shown to. Go back to the application and start again."))
+		notThisBrowser(w)
 		return
 	}
-
-	switch {
-	case decision != "":
-		h.decide(w, r, p, decision)
-	case form.Has("username"):
-		h.login(w, r, p, form.Get("username"), form.Get("password"))
-	default:
+	decision := form.Get("decision")
+	if decision == "" {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form is incomplete."))
+		return
 	}
+	h.decide(w, r, p, decision)
 }
 
-// boundToBrowser checks that the POST comes from the browser the form was
-// shown to: the CSRF token echoes the one stored with the request, and the
-// request belongs to the current session (or signed-in user).
+func expired(w http.ResponseWriter) {
+	renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "This sign-in page has expired or was already used. Go back to the application and start again."))
+}
+
+func notThisBrowser(w http.ResponseWriter) {
+	renderPage(w, http.StatusForbidden, errorPage, oauth.Errorf(oauth.AccessDenied, "This form was not sent by the browser it was shown to. Go back to the application and start again."))
+}
+
+// submitLogin takes the sign-in form: the sealed request must be intact
+// and live, and the CSRF token must match the browser's login cookie.
+func (h *Authorize) submitLogin(w http.ResponseWriter, r *http.Request, tx string) {
+	a := h.app
+	users, ok := a.users.(PasswordAuthenticator)
+	if !ok {
+		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "Signing in is not expected here."))
+		return
+	}
+	key, err := a.formKey(r.Context())
+	if err != nil {
+		h.unavailable(w, err)
+		return
+	}
+	p := new(pending)
+	if !openForm(key, tx, p) || !a.now().Before(p.ExpiresAt) || a.Client(p.ClientID) == nil || p.Subject != "" {
+		expired(w)
+		return
+	}
+	binding := readLoginCookie(r)
+	want := anonymousCSRF(key, "authorize", binding, "")
+	if binding == "" || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
+		notThisBrowser(w)
+		return
+	}
+	if !r.PostForm.Has("username") {
+		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form is incomplete."))
+		return
+	}
+	res, err := a.signIn(w, r, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		h.unavailable(w, err)
+		return
+	}
+	if res.Subject == "" {
+		h.showLogin(w, r, p, res.Status, res.Msg)
+		return
+	}
+	p.Subject, p.Session = res.Subject, res.Session
+	a.audit.Info("sign-in", zap.String("subject", res.Subject), zap.String("client_id", p.ClientID))
+	h.show(w, r, p, http.StatusOK)
+}
+
+// boundToBrowser checks that a consent POST comes from the browser the
+// form was shown to: the CSRF token echoes the one stored with the
+// request, and the request belongs to the current session (or signed-in
+// user).
 func (h *Authorize) boundToBrowser(ctx context.Context, r *http.Request, p *pending, csrf string) bool {
 	if subtle.ConstantTimeCompare([]byte(oauth.Digest(csrf)), []byte(p.CSRF)) != 1 {
 		return false
@@ -182,38 +259,6 @@ func (h *Authorize) boundToBrowser(ctx context.Context, r *http.Request, p *pend
 	}
 	s, digest, ok, err := h.app.loadSession(ctx, r)
 	return err == nil && ok && digest == p.Session && s.Subject == p.Subject
-}
-
-// login checks the credentials; on success it issues a new session id and
-// shows the consent screen.
-func (h *Authorize) login(w http.ResponseWriter, r *http.Request, p *pending, username, password string) {
-	a := h.app
-	users, ok := a.users.(PasswordAuthenticator)
-	if !ok || p.Subject != "" {
-		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "Signing in is not expected here."))
-		return
-	}
-	ctx := r.Context()
-	subject, msg, status, err := a.checkPassword(ctx, users, username, password)
-	if err != nil {
-		h.unavailable(w, err)
-		return
-	}
-	if subject == "" {
-		h.show(w, r, p, status, msg)
-		return
-	}
-	// Replace the anonymous session: the old id is dropped and a new one,
-	// which no one else can have seen, carries the sign-in.
-	_ = a.store.DeleteBlob(ctx, sessionKey(p.Session))
-	digest, err := a.newSession(ctx, w, r, subject)
-	if err != nil {
-		h.unavailable(w, err)
-		return
-	}
-	p.Subject, p.Session = subject, digest
-	a.audit.Info("sign-in", zap.String("subject", subject), zap.String("client_id", p.ClientID))
-	h.show(w, r, p, http.StatusOK, "")
 }
 
 // decide acts on the consent decision: allow records the grant and sends
@@ -277,15 +322,6 @@ func (h *Authorize) unavailable(w http.ResponseWriter, err error) {
 	h.app.logger.Error("authorization request failed", zap.Error(err))
 	w.Header().Set("Retry-After", "5")
 	renderPage(w, http.StatusServiceUnavailable, errorPage, oauth.Errorf(oauth.TemporarilyUnavailable, "The service is temporarily unavailable. Please try again in a moment."))
-}
-
-// actionPath is the path the forms post back to: the path the request was
-// made on, before any rewrite or handle_path stripping.
-func actionPath(r *http.Request) string {
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
-		return orig.URL.Path
-	}
-	return r.URL.Path
 }
 
 // grantCode records the consent in the grant and stores a new code for it.

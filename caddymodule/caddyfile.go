@@ -121,6 +121,8 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //		session_lifetime       <duration>
 //		refresh_reuse_grace    <duration>
 //		webhook_max_age        <duration>
+//		sign_in_limit          <count>/<duration> | unlimited
+//		sign_in_address_limit  <count>/<duration> | unlimited
 //		scope <name> <plain-English description>
 //		client <client_id> {
 //			name          <display name>
@@ -184,6 +186,14 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 		case "rate_limit":
 			if err := oneArg(d, &app.RateLimit); err != nil {
+				return nil, err
+			}
+		case "sign_in_limit":
+			if err := oneArg(d, &app.SignInLimit); err != nil {
+				return nil, err
+			}
+		case "sign_in_address_limit":
+			if err := oneArg(d, &app.SignInAddressLimit); err != nil {
 				return nil, err
 			}
 		case "rate_limit_headers":

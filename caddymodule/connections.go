@@ -44,109 +44,98 @@ func (Connections) CaddyModule() caddy.ModuleInfo {
 func (h *Connections) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	a := h.app
 	ctx := r.Context()
-	subject, sid, err := h.identify(w, r)
-	if err != nil {
-		h.unavailable(w, err)
-		return nil
-	}
 	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form could not be read."))
-			return nil
-		}
-		// The CSRF token is derived from the session id, which only this
-		// browser's cookie holds; a cross-site form cannot know it.
-		if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrfToken(sid))) != 1 {
-			renderPage(w, http.StatusForbidden, errorPage, oauth.Errorf(oauth.AccessDenied, "This form was not sent by the browser it was shown to. Reload the page and try again."))
-			return nil
-		}
-		switch {
-		case r.PostForm.Has("disconnect") && subject != "":
-			if err := a.disconnect(ctx, subject, r.PostForm.Get("disconnect")); err != nil {
-				h.unavailable(w, err)
-				return nil
-			}
-		case r.PostForm.Has("username") && subject == "":
-			msg, status, err := h.login(w, r, sid)
-			if err != nil {
-				h.unavailable(w, err)
-				return nil
-			}
-			if msg != "" {
-				h.render(w, r, status, "", sid, msg)
-				return nil
-			}
-		}
-		// Post/Redirect/Get: a reload does not repeat the action.
-		w.Header().Set("Location", actionPath(r))
-		w.WriteHeader(http.StatusSeeOther)
-		return nil
+	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		renderPage(w, http.StatusMethodNotAllowed, errorPage, oauth.Errorf(oauth.InvalidRequest, "method not allowed"))
 		return nil
 	}
-	h.render(w, r, http.StatusOK, subject, sid, "")
+	subject, csrf, err := h.identify(w, r)
+	if err != nil {
+		h.unavailable(w, err)
+		return nil
+	}
+	if r.Method != http.MethodPost {
+		h.render(w, r, http.StatusOK, subject, csrf, "")
+		return nil
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form could not be read."))
+		return nil
+	}
+	// The CSRF token is derived from a cookie only this browser holds; a
+	// cross-site form cannot know it.
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 {
+		renderPage(w, http.StatusForbidden, errorPage, oauth.Errorf(oauth.AccessDenied, "This form was not sent by the browser it was shown to. Reload the page and try again."))
+		return nil
+	}
+	switch {
+	case r.PostForm.Has("disconnect") && subject != "":
+		if err := a.disconnect(ctx, subject, r.PostForm.Get("disconnect")); err != nil {
+			h.unavailable(w, err)
+			return nil
+		}
+	case r.PostForm.Has("username") && subject == "":
+		res, err := h.login(w, r)
+		if err != nil {
+			h.unavailable(w, err)
+			return nil
+		}
+		if res.Subject == "" {
+			h.render(w, r, res.Status, "", csrf, res.Msg)
+			return nil
+		}
+	}
+	// Post/Redirect/Get: a reload does not repeat the action.
+	w.Header().Set("Location", formAction(r))
+	w.WriteHeader(http.StatusSeeOther)
 	return nil
 }
 
-// identify returns the signed-in subject ("" when nobody is) and the raw
-// id of the browser's session, creating an anonymous session when there is
-// none so that every form on the page carries a CSRF token.
-func (h *Connections) identify(w http.ResponseWriter, r *http.Request) (subject, sid string, err error) {
+// identify returns the signed-in subject ("" when nobody is) and the CSRF
+// token the page's forms carry. A signed-in session's token derives from
+// its id; anyone else's is an HMAC of the browser's login cookie, so that
+// a visitor who has not signed in writes nothing to the store.
+func (h *Connections) identify(w http.ResponseWriter, r *http.Request) (subject, csrf string, err error) {
 	a := h.app
-	ctx := r.Context()
-	s, _, ok, err := a.loadSession(ctx, r)
+	ra, isRA := a.users.(RequestAuthenticator)
+	if !isRA {
+		s, _, ok, err := a.loadSession(r.Context(), r)
+		if err != nil {
+			return "", "", err
+		}
+		if ok && s.Subject != "" {
+			c, _ := r.Cookie(sessionCookie)
+			return s.Subject, csrfToken(c.Value), nil
+		}
+	} else {
+		subject, _ = ra.Identify(r)
+	}
+	key, err := a.formKey(r.Context())
 	if err != nil {
 		return "", "", err
 	}
-	if ok {
-		c, _ := r.Cookie(sessionCookie)
-		sid = c.Value
-		subject = s.Subject
+	binding, err := a.loginBinding(w, r)
+	if err != nil {
+		return "", "", err
 	}
-	if ra, isRA := a.users.(RequestAuthenticator); isRA {
-		reqSubject, _ := ra.Identify(r)
-		if !ok || subject != reqSubject {
-			// Bind a session to the user the auth handler vouches for, for
-			// the CSRF token; it carries no authority of its own.
-			if sid, err = a.newSessionID(ctx, w, r, reqSubject); err != nil {
-				return "", "", err
-			}
-		}
-		return reqSubject, sid, nil
-	}
-	if !ok {
-		if sid, err = a.newSessionID(ctx, w, r, ""); err != nil {
-			return "", "", err
-		}
-	}
-	return subject, sid, nil
+	return subject, anonymousCSRF(key, "connections", binding, subject), nil
 }
 
-// login signs the user in from the page's own form and replaces the
-// session id (session fixation). On refusal it returns the form's message
-// and status.
-func (h *Connections) login(w http.ResponseWriter, r *http.Request, oldSID string) (msg string, status int, err error) {
+// login signs the user in from the page's own form.
+func (h *Connections) login(w http.ResponseWriter, r *http.Request) (signInResult, error) {
 	a := h.app
 	users, ok := a.users.(PasswordAuthenticator)
 	if !ok {
-		return "Signing in is not expected here.", http.StatusBadRequest, nil
+		return signInResult{Msg: "Signing in is not expected here.", Status: http.StatusBadRequest}, nil
 	}
-	ctx := r.Context()
-	subject, msg, status, err := a.checkPassword(ctx, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if err != nil || subject == "" {
-		return msg, status, err
+	res, err := a.signIn(w, r, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err == nil && res.Subject != "" {
+		a.audit.Info("sign-in", zap.String("subject", res.Subject), zap.String("page", "connections"))
 	}
-	_ = a.store.DeleteBlob(ctx, sessionKey(oauth.Digest(oldSID)))
-	if _, err := a.newSessionID(ctx, w, r, subject); err != nil {
-		return "", 0, err
-	}
-	a.audit.Info("sign-in", zap.String("subject", subject), zap.String("page", "connections"))
-	return "", http.StatusOK, nil
+	return res, err
 }
 
 // connection is one row of the page.
@@ -158,9 +147,9 @@ type connection struct {
 	LastUsedAt time.Time
 }
 
-func (h *Connections) render(w http.ResponseWriter, r *http.Request, status int, subject, sid, loginError string) {
+func (h *Connections) render(w http.ResponseWriter, r *http.Request, status int, subject, csrf, loginError string) {
 	a := h.app
-	data := map[string]any{"Action": actionPath(r), "CSRF": csrfToken(sid), "Subject": a.displayName(subject, nil), "Error": loginError}
+	data := map[string]any{"Action": formAction(r), "CSRF": csrf, "Subject": a.displayName(subject, nil), "Error": loginError}
 	if subject == "" {
 		data["ClientName"] = "your connected apps"
 		renderPage(w, status, connectionsLoginPage, data)

@@ -3,47 +3,126 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Failed sign-ins are counted per username in the store, so that every
-// gateway instance shares the count: after loginFailures within
-// loginWindow the form refuses that username, without checking the
-// password, until the window ends. bcrypt's cost alone would let an
-// attacker try thousands of passwords a day against one account.
-const (
-	loginFailures = 10
-	loginWindow   = 15 * time.Minute
+// Sign-in attempts are counted in the store, so that every gateway
+// instance shares the counts, per username (default 10 per 15 minutes) and
+// per client address (default 100 per 15 minutes). An attempt is reserved
+// (counted) before the password is checked, so that however many arrive at
+// once, no more than the limit are ever checked in a window; bcrypt's cost
+// alone would let an attacker try thousands of passwords a day against one
+// account. A successful sign-in clears its username's count; an operator
+// clears a lock through the admin API (admin.go).
+var (
+	defaultSignInLimit        = store.Limit{Count: 10, Window: 15 * time.Minute}
+	defaultSignInAddressLimit = store.Limit{Count: 100, Window: 15 * time.Minute}
 )
 
-// checkPassword signs a user in from a login form. On refusal it returns
-// the message the form shows and its status.
-func (a *App) checkPassword(ctx context.Context, users PasswordAuthenticator, username, password string) (subject, msg string, status int, err error) {
-	// Unknown usernames are counted like known ones, so the throttle does
-	// not tell which exist.
-	key := "login:" + oauth.Digest(strings.ToLower(username))
-	n, reset, err := a.store.Failures(ctx, key, loginWindow)
-	if err != nil {
-		return "", "", 0, fmt.Errorf("reading sign-in failures: %w", err)
-	}
-	if n >= loginFailures {
-		a.logger.Warn("sign-in throttled", zap.Time("until", reset))
-		wait := max(time.Minute, reset.Sub(a.now()).Round(time.Minute))
-		return "", fmt.Sprintf("Too many failed sign-ins for this account. Try again in %d minutes.", int(wait/time.Minute)), http.StatusTooManyRequests, nil
+// signInResult is the outcome of a sign-in form.
+type signInResult struct {
+	// Subject is the user signed in, "" when refused.
+	Subject string
+	// Session is the digest of the new session's id.
+	Session string
+	// Msg and Status are what the form shows on refusal.
+	Msg    string
+	Status int
+}
+
+// signIn checks a sign-in form under the throttle and, on success, starts
+// a new session (a new id, so that an id planted before sign-in is
+// worthless after it: session fixation).
+func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthenticator, username, password string) (signInResult, error) {
+	ctx := r.Context()
+	userKey := signInUserKey(username)
+	if res, err := a.reserveSignIn(ctx, signInAddressKey(r), userKey); res.Msg != "" || err != nil {
+		return res, err
 	}
 	subject, ok := users.Login(username, password)
-	if ok {
-		return subject, "", http.StatusOK, nil
+	if !ok {
+		a.logger.Info("sign-in failed")
+		return signInResult{Msg: "The username or password is not right.", Status: http.StatusUnauthorized}, nil
 	}
-	if _, _, err := a.store.CountFailure(ctx, key, loginWindow); err != nil {
-		return "", "", 0, fmt.Errorf("counting sign-in failure: %w", err)
+	if err := a.store.ClearFailures(ctx, userKey, a.signInLimit.Window); err != nil {
+		a.logger.Warn("clearing the sign-in count failed", zap.Error(err))
 	}
-	a.logger.Info("sign-in failed")
-	return "", "The username or password is not right.", http.StatusUnauthorized, nil
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" && len(c.Value) <= 128 {
+		_ = a.store.DeleteBlob(ctx, sessionKey(oauth.Digest(c.Value)))
+	}
+	digest, err := a.newSession(ctx, w, r, subject)
+	if err != nil {
+		return signInResult{}, err
+	}
+	return signInResult{Subject: subject, Session: digest}, nil
+}
+
+// reserveSignIn counts one attempt against the client address and then
+// the username, each in one atomic store step, and refuses it (a message
+// and 429) when either is over its limit. An attempt refused for its
+// address is not counted against the username, so one noisy address
+// cannot lock an account by itself beyond its own limit.
+func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string) (signInResult, error) {
+	for _, c := range [...]struct {
+		key   string
+		limit store.Limit
+		msg   string
+	}{
+		{addrKey, a.signInAddressLimit, "Too many sign-in attempts from your network."},
+		{userKey, a.signInLimit, "Too many failed sign-ins for this account."},
+	} {
+		if c.key == "" || c.limit.Count == 0 {
+			continue
+		}
+		n, reset, err := a.store.CountFailure(ctx, c.key, c.limit.Window)
+		if err != nil {
+			return signInResult{}, fmt.Errorf("counting a sign-in attempt: %w", err)
+		}
+		if n > c.limit.Count {
+			a.logger.Warn("sign-in throttled", zap.String("by", strings.SplitN(c.key, ":", 2)[0]), zap.Time("until", reset))
+			wait := max(time.Minute, reset.Sub(a.now()).Round(time.Minute))
+			return signInResult{
+				Msg:    fmt.Sprintf("%s Try again in %d minutes.", c.msg, int(wait/time.Minute)),
+				Status: http.StatusTooManyRequests,
+			}, nil
+		}
+	}
+	return signInResult{}, nil
+}
+
+// signInUserKey is the counter of a username. Unknown usernames are
+// counted like known ones, so the throttle does not tell which exist.
+func signInUserKey(username string) string {
+	return "login:" + oauth.Digest(strings.ToLower(username))
+}
+
+// signInAddressKey is the counter of the request's client address as
+// Caddy determined it (the connection's peer, or the address a proxy
+// listed in the server's trusted_proxies vouches for; never a raw
+// X-Forwarded-For). IPv6 addresses count per /64, the block one host
+// usually has.
+func signInAddressKey(r *http.Request) string {
+	raw, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if raw == "" {
+		raw, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	ip, err := netip.ParseAddr(raw)
+	if err != nil {
+		return ""
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return "login-addr:" + ip.String()
 }

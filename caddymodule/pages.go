@@ -4,29 +4,64 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // The authorization pages are small, self-contained and script-free. They
 // must not be framed (clickjacking a consent button, RFC 6819 §4.4.1.9) nor
-// cached, and they load nothing from elsewhere.
-func setPageHeaders(h http.Header) {
+// cached, and they load nothing from elsewhere. Their forms post only to
+// this origin (form-action 'self'); the consent form, whose answer is a 303
+// to the client, also allows the redirect URI's origin, since browsers
+// apply form-action to the redirects that follow a submission.
+func setPageHeaders(h http.Header, redirectOrigin string) {
+	formAction := "'self'"
+	if redirectOrigin != "" {
+		formAction += " " + redirectOrigin
+	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action "+formAction+"; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 func renderPage(w http.ResponseWriter, status int, t *template.Template, data any) {
+	renderPageTo(w, status, t, data, "")
+}
+
+// renderPageTo is renderPage for a page whose form is answered with a
+// redirect to redirectURI.
+func renderPageTo(w http.ResponseWriter, status int, t *template.Template, data any, redirectURI string) {
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, data); err != nil {
 		http.Error(w, "page rendering failed", http.StatusInternalServerError)
 		return
 	}
-	setPageHeaders(w.Header())
+	setPageHeaders(w.Header(), cspOrigin(redirectURI))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// cspOrigin is the CSP source expression (CSP3 §2.3.1) of a registered
+// redirect URI: scheme://host[:port], or scheme: for a URI without a host
+// (a native app's private-use scheme). "" when there is none to allow.
+func cspOrigin(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		return ""
+	}
+	src := u.Scheme + ":"
+	if u.Host != "" {
+		src += "//" + u.Host
+	}
+	for _, c := range src {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("+-.:/[]", c)) {
+			return ""
+		}
+	}
+	return src
 }
 
 const pageHead = `<!doctype html>

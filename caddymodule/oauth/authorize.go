@@ -25,6 +25,18 @@ type AuthorizeError struct {
 	State       string
 }
 
+// The largest authorization request accepted (README, "Security"): the
+// whole query, and each parameter that is not checked against a fixed
+// format. Longer values are refused with an error page, never echoed back
+// in a redirect.
+const (
+	MaxAuthorizeQuery = 8 << 10
+	MaxClientID       = 255
+	MaxRedirectURI    = 2048
+	MaxState          = 1024
+	MaxScope          = 1024
+)
+
 // Catalogue is what ParseAuthorize needs to know of the configuration.
 type Catalogue interface {
 	Client(id string) *Client
@@ -44,6 +56,8 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 		return nil, page("client_id was given more than once")
 	case clientID == "":
 		return nil, page("client_id is missing")
+	case len(clientID) > MaxClientID:
+		return nil, page("client_id is longer than %d characters", MaxClientID)
 	}
 	client := cat.Client(clientID)
 	if client == nil {
@@ -53,6 +67,8 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 	switch {
 	case dup:
 		return nil, page("redirect_uri was given more than once")
+	case len(redirectURI) > MaxRedirectURI:
+		return nil, page("redirect_uri is longer than %d characters", MaxRedirectURI)
 	case redirectURI == "" && client.RedirectURIOptional:
 		// The client's primary redirect URI (the Dash style).
 		redirectURI = client.PrimaryRedirectURI()
@@ -64,6 +80,11 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 
 	// From here on the redirect URI is trusted: errors go back to the client.
 	state, dupState := param(q, "state")
+	if len(state) > MaxState {
+		// Not redirected: the client would get its state cut, and an
+		// attacker's huge value has no business in a Location header.
+		return nil, page("state is longer than %d characters", MaxState)
+	}
 	fail := func(code, format string, args ...any) (*AuthorizeRequest, *AuthorizeError) {
 		e := &AuthorizeError{Error: Errorf(code, format, args...), Redirect: true, RedirectURI: redirectURI}
 		if !dupState {
@@ -93,6 +114,9 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 		return fail(InvalidRequest, "state must be at least %d characters", client.StateMinLength)
 	}
 	rawScope, _ := param(q, "scope")
+	if len(rawScope) > MaxScope {
+		return fail(InvalidScope, "scope is longer than %d characters", MaxScope)
+	}
 	scopes := ParseScope(rawScope)
 	if len(scopes) == 0 {
 		scopes = client.DefaultScopes
