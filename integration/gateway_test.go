@@ -33,6 +33,10 @@ type gatewayConfig struct {
 	// "refresh_reuse_grace 2s" ("" keeps the default).
 	refreshReuseGrace string
 
+	// appLines are lines added to the tollgate block verbatim, e.g.
+	// "sign_in_address_limit 5/15m".
+	appLines []string
+
 	// The settings the example reads from the environment, passed to
 	// the process as such ("" leaves the variable unset: the default).
 	legacyUpstream string // TOLLGATE_LEGACY_UPSTREAM: host:port the API routes proxy to
@@ -47,6 +51,8 @@ type gateway struct {
 	base   string // http://localhost:<port>, the issuer's origin
 	output *lockedBuffer
 	stop   func() // kills the process (also done when the test ends)
+	pid    int
+	admin  string // http://127.0.0.1:<port>, Caddy's admin endpoint
 }
 
 // forEachStore runs fn as the parallel subtests "memory" and "redis", each
@@ -100,7 +106,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && len(cfg.appLines) == 0 {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -120,9 +126,12 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	replace("code_lifetime 60s", cfg.codeLifetime)
 	replace("access_token_lifetime 1h", cfg.accessTokenLifetime)
 	replace("refresh_token_lifetime 90d", cfg.refreshTokenLifetime)
+	const anchor = "rate_limit {$TOLLGATE_RATE_LIMIT:5000/1h}"
 	if cfg.refreshReuseGrace != "" {
-		const anchor = "rate_limit {$TOLLGATE_RATE_LIMIT:5000/1h}"
 		replace(anchor, anchor+"\n\t\t"+cfg.refreshReuseGrace)
+	}
+	for _, line := range cfg.appLines {
+		replace(anchor, anchor+"\n\t\t"+line)
 	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -195,6 +204,8 @@ func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extra
 		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
 		output: out,
 		stop:   stop,
+		pid:    cmd.Process.Pid,
+		admin:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 	}
 	probe := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
