@@ -112,17 +112,17 @@ type App struct {
 	// `caddy_auth` (signed in by a preceding Caddy auth handler).
 	UsersRaw json.RawMessage `json:"users,omitempty" caddy:"namespace=tollgate.authenticators inline_key=authenticator"`
 
-	users    Authenticator
-	clients  map[string]*oauth.Client
-	limits   map[string]store.Limit // by client_id
+	users   Authenticator
+	clients map[string]*oauth.Client
+	limits  map[string]store.Limit // by client_id
 
 	signInLimit, signInAddressLimit store.Limit
-	scopes   map[string]string
-	store    backend
-	webhooks *webhook.Dispatcher
-	targets  map[string]webhookTarget // by client_id
-	poolKey  string
-	logger   *zap.Logger
+	scopes                          map[string]string
+	store                           backend
+	webhooks                        *webhook.Dispatcher
+	targets                         map[string]webhookTarget // by client_id
+	poolKey                         string
+	logger                          *zap.Logger
 	// formKeyCache holds the form-signing key once read (forms.go).
 	formKeyCache *atomic.Pointer[[]byte]
 	audit        *zap.Logger
