@@ -270,19 +270,25 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 	// raised here: every attempt comes from 127.0.0.1.
 	forEachStore(t, gatewayConfig{appLines: []string{"sign_in_address_limit 1000/15m"}}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
-		b := newBrowser(t, gw)
-		form := b.get(newAuthRequest(conf).url)
-		if !form.isLogin() {
-			t.Fatalf("want the sign-in form:\n%s", form)
-		}
+		// Each attempt comes from its own browser with its own form, as
+		// an attacker's scripted clients would.
 		const n = 100
+		browsers, forms := make([]*browser, n), make([]*page, n)
+		for i := range n {
+			browsers[i] = newBrowser(t, gw)
+			forms[i] = browsers[i].get(newAuthRequest(conf).url)
+			if !forms[i].isLogin() {
+				t.Fatalf("want the sign-in form:\n%s", forms[i])
+			}
+		}
+		b, form := browsers[0], forms[0]
 		var checked, throttled atomic.Int64
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for range n {
+		for i := range n {
 			wg.Go(func() {
 				<-start
-				p := b.submit(form, url.Values{"username": {username}, "password": {"guess"}})
+				p := browsers[i].submit(forms[i], url.Values{"username": {username}, "password": {"guess"}})
 				switch p.status {
 				case http.StatusUnauthorized:
 					checked.Add(1)
@@ -298,9 +304,11 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 		if checked.Load() != 10 || throttled.Load() != n-10 {
 			t.Fatalf("%d concurrent wrong passwords: %d checked, %d throttled; want exactly 10 checked", n, checked.Load(), throttled.Load())
 		}
+		form = b.get(newAuthRequest(conf).url)
 		if p := b.submit(form, url.Values{"username": {username}, "password": {password}}); p.status != http.StatusTooManyRequests {
 			t.Fatalf("right password on a locked account: want 429:\n%s", p)
 		}
+		form = b.get(newAuthRequest(conf).url)
 
 		// The operator lifts the lock.
 		for _, tc := range []struct {
