@@ -16,9 +16,11 @@ import (
 // under the id's digest, so a store dump cannot be replayed as cookies.
 const sessionCookie = "tollgate_session"
 
-// session is a browser's sign-in to the authorization pages. A session with
-// an empty Subject is anonymous: it exists only to bind a login form to the
-// browser that asked for it (login CSRF).
+// session is a browser's sign-in to the authorization pages. Sessions are
+// created only at sign-in; a browser that has not signed in is bound to its
+// forms by the login cookie instead (forms.go), which costs no state. A
+// stored session with an empty Subject (written by earlier versions) counts
+// as no session.
 type session struct {
 	Subject   string    `json:"sub,omitempty"`
 	ExpiresAt time.Time `json:"exp"`
@@ -67,30 +69,19 @@ func (a *App) loadSession(ctx context.Context, r *http.Request) (s session, dige
 	return s, digest, true, nil
 }
 
-// newSession stores a session under a fresh random id, sets the cookie and
-// returns the id's digest. Called at sign-in too, so that an id an attacker
-// planted before sign-in is worthless after it (session fixation).
+// newSession stores a session of subject under a fresh random id, sets the
+// cookie and returns the id's digest. Called at sign-in, so that an id an
+// attacker planted before sign-in is worthless after it (session
+// fixation).
 func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Request, subject string) (string, error) {
-	id, err := a.newSessionID(ctx, w, r, subject)
-	if err != nil {
-		return "", err
-	}
-	return oauth.Digest(id), nil
-}
-
-// newSessionID is newSession returning the raw id, which only the cookie
-// and this call ever hold.
-func (a *App) newSessionID(ctx context.Context, w http.ResponseWriter, r *http.Request, subject string) (string, error) {
 	id, err := oauth.RandomString(a.rand, 32)
 	if err != nil {
 		return "", err
 	}
 	life := time.Duration(a.SessionLifetime)
-	if subject == "" {
-		life = pendingLifetime
-	}
+	digest := oauth.Digest(id)
 	raw, _ := json.Marshal(session{Subject: subject, ExpiresAt: a.now().Add(life)})
-	if err := a.store.SetBlob(ctx, sessionKey(oauth.Digest(id)), raw, life); err != nil {
+	if err := a.store.SetBlob(ctx, sessionKey(digest), raw, life); err != nil {
 		return "", fmt.Errorf("saving session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -102,7 +93,7 @@ func (a *App) newSessionID(ctx context.Context, w http.ResponseWriter, r *http.R
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return id, nil
+	return digest, nil
 }
 
 // savePending stores p under tx.
