@@ -1,10 +1,11 @@
 # make run   — the gateway on Caddyfile.example (embedded store)
 # make test  — every test, installing redis-server and chromium first when missing
+# make fuzz  — every fuzz target for a few seconds (part of make test)
 # make bench — the gateway benchmark of integration/
 
 GO ?= go
 
-.PHONY: run test deps vet unit integration bench build
+.PHONY: run test deps vet unit fuzz integration bench build
 
 run:
 	$(GO) run ./cmd/tollgate run --config Caddyfile.example
@@ -34,7 +35,29 @@ unit:
 integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
-test: deps vet unit integration
+# go test -fuzz takes one target per run, so loop over package:target
+# pairs. FUZZTIME per target; a failing input is written under the
+# package's testdata/fuzz/<Target>/ and then replays in make unit.
+FUZZTIME ?= 4s
+FUZZ_TARGETS = \
+	caddymodule/oauth:FuzzParseAuthorize \
+	caddymodule/oauth:FuzzRedirectURI \
+	caddymodule/oauth:FuzzParseToken \
+	caddymodule/oauth:FuzzParseScope \
+	caddymodule/oauth:FuzzPKCE \
+	caddymodule:FuzzTokenRequestBody \
+	caddymodule:FuzzClientBasic \
+	caddymodule:FuzzBearerToken \
+	caddymodule:FuzzCaddyfile
+
+fuzz:
+	@set -e; for pt in $(FUZZ_TARGETS); do \
+		pkg=$${pt%%:*}; target=$${pt##*:}; \
+		echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+test: deps vet unit fuzz integration
 
 # Plain reverse_proxy vs Tollgate (memory, Redis) vs forward_auth, same run;
 # needs wrk (apt-get install wrk).
