@@ -75,6 +75,11 @@ var tokenParams = []string{
 // unknown client_id costs the same hash and comparison as a known one, so
 // the timing tells nothing about which client ids exist.
 func (a *App) authenticateClient(r *http.Request, form url.Values, isJSON bool) (*oauth.Client, *oauth.Error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		// Two credentials are ambiguous; Go's BasicAuth would read the
+		// first and ignore the second (RFC 9110 §11.6.2 has one).
+		return nil, oauth.Errorf(oauth.InvalidRequest, "more than one Authorization header")
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if form.Get("client_secret") != "" {

@@ -255,7 +255,7 @@ func badInputRows() []badRow {
 		badRow{class: "CRLF to Location", name: "authorize CRLF in redirect_uri", req: get(authz + validAuthorizeQuery(map[string]string{"redirect_uri": redirectURI + "\r\nLocation: https://evil.example/"})), want: wantPage, status: 400},
 		badRow{class: "CRLF to Location", name: "authorize CRLF in error path (missing challenge)", req: get(authz + validAuthorizeQuery(map[string]string{"state": "\r\n\r\n<html>"}, "code_challenge")), want: wantPage, code: "invalid_request"},
 		badRow{class: "open redirect", name: "authorize unregistered redirect_uri with a bad scope", req: get(authz + validAuthorizeQuery(map[string]string{"redirect_uri": "https://evil.example/cb", "scope": "admin"})), want: wantPage, status: 400},
-		badRow{class: "oversized query", name: "authorize 10 KB client_id", req: get(authz + "client_id=" + strings.Repeat("c", 10<<10)), want: wantPage, status: 400},
+		badRow{class: "oversized query", name: "authorize 10 KB client_id", req: get(authz + "client_id=" + strings.Repeat("c", 10<<10)), want: wantPage, status: 414},
 		badRow{class: "oversized query", name: "authorize 900 KB client_id", req: get(authz + "client_id=" + strings.Repeat("c", 900<<10)), want: wantWire, status: 431},
 		badRow{class: "oversized header", name: "authorize with a 12 KB header", req: get(authz+validAuthorizeQuery(map[string]string{"client_id": "nope"}), bigHeader), want: wantPage, status: 400},
 		badRow{class: "oversized header", name: "authorize with a header beyond 1 MB", req: get(authz+validAuthorizeQuery(nil), hugeHeader), want: wantWire, status: 431},
