@@ -48,7 +48,8 @@ FUZZ_TARGETS = \
 	caddymodule:FuzzTokenRequestBody \
 	caddymodule:FuzzClientBasic \
 	caddymodule:FuzzBearerToken \
-	caddymodule:FuzzCaddyfile
+	caddymodule:FuzzCaddyfile \
+	caddymodule:FuzzFormAction
 
 fuzz:
 	@set -e; for pt in $(FUZZ_TARGETS); do \
