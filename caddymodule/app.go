@@ -53,6 +53,10 @@ type App struct {
 	// {env.TOLLGATE_STORE} are resolved when the config is loaded, so a
 	// password in the URL never shows in the /config API.
 	Store string `json:"store,omitempty"`
+	// StoreTimeout bounds each store call made for a request, so that a
+	// hung store answers 503 after this long rather than after the Redis
+	// client's read timeout. Default 250ms, at most 30s.
+	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
 	// Issuer is the public origin of the authorization server, e.g.
 	// https://api.example.com. When set, it is returned as the `iss`
@@ -235,6 +239,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.WebhookMaxAge == 0 {
 		a.WebhookMaxAge = caddy.Duration(defaultWebhookMaxAge)
 	}
+	if a.StoreTimeout == 0 {
+		a.StoreTimeout = caddy.Duration(defaultStoreTimeout)
+	}
 
 	a.scopes = make(map[string]string, len(a.Scopes))
 	for _, s := range a.Scopes {
@@ -285,7 +292,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.store, a.poolKey = st, key
+	a.store, a.poolKey = deadlineStore{st: st, timeout: time.Duration(a.StoreTimeout)}, key
 	a.webhooks = &webhook.Dispatcher{
 		Queue:    st,
 		Endpoint: a.webhookEndpoint,
@@ -351,6 +358,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 func (a *App) Validate() error {
 	if g := time.Duration(a.RefreshReuseGrace); g < 0 || g > maxReuseGrace {
 		return fmt.Errorf("refresh_reuse_grace must be between 0 and %s", maxReuseGrace)
+	}
+	if d := time.Duration(a.StoreTimeout); d <= 0 || d > maxStoreTimeout {
+		return fmt.Errorf("store_timeout must be positive and at most %s", maxStoreTimeout)
 	}
 	for _, s := range a.Scopes {
 		if s.Name == "" || strings.ContainsAny(s.Name, " \"\\") {

@@ -41,6 +41,8 @@ func TestAppValidateRefusesOperatorMistakes(t *testing.T) {
 		{"pkce typo", client(`,"pkce":"sometimes"`), "pkce must be required or optional"},
 		{"reuse grace too long", `{"refresh_reuse_grace":600000000000}`, "refresh_reuse_grace"},
 		{"bad rate limit", `{"rate_limit":"lots"}`, "rate_limit"},
+		{"negative store timeout", `{"store_timeout":-1}`, "store_timeout"},
+		{"store timeout too long", `{"store_timeout":"5m"}`, "store_timeout"},
 		{"bad webhook secret", client(`,"webhook_url":"https://a.example/h","webhook_secret":"hunter2"`), "whsec_"},
 		{"unknown store", `{"store":"postgres://x"}`, "redis://"},
 		{"duplicate client", `{` + scopes + `,"clients":[{"client_id":"c","secret":"s","redirect_uris":["https://a.example/cb"]},{"client_id":"c","secret":"s","redirect_uris":["https://a.example/cb"]}]}`, "registered twice"},

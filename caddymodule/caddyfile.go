@@ -111,6 +111,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //
 //	tollgate {
 //		store                  memory | redis://… | rediss://… | {env.NAME}
+//		store_timeout          <duration>
 //		issuer                 <https origin>
 //		realm                  <name>
 //		rate_limit             <count>/<duration> | unlimited
@@ -172,6 +173,10 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 		switch dir {
 		case "store":
 			if err := oneArg(d, &app.Store); err != nil {
+				return nil, err
+			}
+		case "store_timeout":
+			if err := durationArg(d, &app.StoreTimeout); err != nil {
 				return nil, err
 			}
 		case "issuer":

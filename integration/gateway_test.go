@@ -32,6 +32,9 @@ type gatewayConfig struct {
 	// refreshReuseGrace is a line added to the tollgate block, e.g.
 	// "refresh_reuse_grace 2s" ("" keeps the default).
 	refreshReuseGrace string
+	// storeTimeout is a line added to the tollgate block, e.g.
+	// "store_timeout 300ms" ("" keeps the default).
+	storeTimeout string
 
 	// The settings the example reads from the environment, passed to
 	// the process as such ("" leaves the variable unset: the default).
@@ -45,6 +48,7 @@ type gateway struct {
 	store  string // "memory" or "redis"
 	port   int
 	base   string // http://localhost:<port>, the issuer's origin
+	admin  string // http://127.0.0.1:<port>, Caddy's admin endpoint
 	output *lockedBuffer
 	stop   func() // kills the process (also done when the test ends)
 }
@@ -100,7 +104,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && cfg.storeTimeout == "" {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -123,6 +127,10 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	if cfg.refreshReuseGrace != "" {
 		const anchor = "rate_limit {$TOLLGATE_RATE_LIMIT:5000/1h}"
 		replace(anchor, anchor+"\n\t\t"+cfg.refreshReuseGrace)
+	}
+	if cfg.storeTimeout != "" {
+		const anchor = "store {env.TOLLGATE_STORE}"
+		replace(anchor, anchor+"\n\t\t"+cfg.storeTimeout)
 	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -193,6 +201,7 @@ func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extra
 		store:  storeKind,
 		port:   ports[0],
 		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
+		admin:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 		output: out,
 		stop:   stop,
 	}
