@@ -137,7 +137,9 @@ type ClientConfig struct {
 	Name string `json:"name,omitempty"`
 	// Secret is the client secret. Give it through a placeholder such as
 	// {env.PARTNER_SECRET} or {file./run/secrets/partner}; it is resolved
-	// and hashed when the config is loaded and never kept in clear.
+	// and hashed when the config is loaded. A value written here in clear
+	// shows in the /config API (a warning is logged); the Caddyfile
+	// adapter writes an inline secret as SecretSHA256 instead.
 	Secret string `json:"secret,omitempty"`
 	// SecretSHA256 is the hex SHA-256 digest of the client secret, an
 	// alternative to Secret that keeps the secret out of the config.
@@ -195,7 +197,11 @@ type HeaderRequirement struct {
 	Name string `json:"name"`
 	// Value is the expected value; placeholders such as {env.API_KEY} are
 	// resolved at load time and only its digest is kept.
-	Value string `json:"value"`
+	Value string `json:"value,omitempty"`
+	// ValueSHA256 is the hex SHA-256 digest of the value, an alternative
+	// to Value that keeps it out of the config (the Caddyfile adapter
+	// writes an inline value this way).
+	ValueSHA256 string `json:"value_sha256,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -249,6 +255,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	repl := caddy.NewReplacer()
+	a.warnInlineSecrets()
 	a.targets = make(map[string]webhookTarget)
 	for _, cc := range a.Clients {
 		if cc.WebhookURL == "" && cc.WebhookSecret == "" {
@@ -328,11 +335,21 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 	}
 	if th := cc.TokenHeader; th != nil {
 		v := repl.ReplaceAll(th.Value, "")
-		if th.Name == "" || v == "" {
+		switch {
+		case th.Name == "" || (v == "" && th.ValueSHA256 == ""):
 			return nil, fmt.Errorf("client %s: token_header needs a name and a non-empty value", cc.ClientID)
+		case th.Value != "" && th.ValueSHA256 != "":
+			return nil, fmt.Errorf("client %s: token_header: give value or value_sha256, not both", cc.ClientID)
+		case th.ValueSHA256 != "":
+			b, err := hex.DecodeString(strings.TrimSpace(th.ValueSHA256))
+			if err != nil || len(b) != sha256.Size {
+				return nil, fmt.Errorf("client %s: token_header value_sha256 must be 64 hex digits", cc.ClientID)
+			}
+			copy(c.TokenHeaderDigest[:], b)
+		default:
+			c.TokenHeaderDigest = sha256.Sum256([]byte(v))
 		}
 		c.TokenHeader = http.CanonicalHeaderKey(th.Name)
-		c.TokenHeaderDigest = sha256.Sum256([]byte(v))
 	}
 	switch {
 	case cc.Secret != "" && cc.SecretSHA256 != "":

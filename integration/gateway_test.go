@@ -49,6 +49,7 @@ type gateway struct {
 	port   int
 	base   string // http://localhost:<port>, the issuer's origin
 	admin  string // http://127.0.0.1:<port>, Caddy's admin endpoint
+	home   string // the process's HOME; Caddy's autosave.json is under config/caddy
 	output *lockedBuffer
 	stop   func() // kills the process (also done when the test ends)
 }
@@ -202,6 +203,7 @@ func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extra
 		port:   ports[0],
 		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
 		admin:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
+		home:   home,
 		output: out,
 		stop:   stop,
 	}
