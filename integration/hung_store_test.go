@@ -82,12 +82,20 @@ func TestHungRedisAnswers503AtTheStoreDeadline(t *testing.T) {
 		t.Fatalf("refresh with Redis hung took %s; the store deadline (%s) does not apply", took, storeTimeout)
 	}
 
+	// The other endpoints that need the store answer 503 as well.
+	if r := gw.userinfo(t, auth); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("userinfo with Redis hung: want 503, never 401:\n%s", r)
+	}
+	if p := newBrowser(t, gw).get(newAuthRequest(conf).url); p.status != http.StatusServiceUnavailable {
+		t.Fatalf("authorize with Redis hung: want 503:\n%s", p)
+	}
+
 	// Every request has been answered: whatever waited on Redis for them
 	// must be gone too, though Redis still hangs. Server connections wind
 	// down asynchronously, hence the wait for the count to settle.
 	const slack = 20
 	during := settledGoroutines(t, gw, before+slack)
-	t.Logf("goroutines: %d before the pause, %d after %d requests to the hung Redis", before, during, 2*calls+1)
+	t.Logf("goroutines: %d before the pause, %d after %d requests to the hung Redis", before, during, 2*calls+3)
 	if during > before+slack {
 		t.Fatalf("%d goroutines after every request to the hung Redis was answered, %d before: they pile up", during, before)
 	}
