@@ -54,6 +54,10 @@ type App struct {
 	// {env.TOLLGATE_STORE} are resolved when the config is loaded, so a
 	// password in the URL never shows in the /config API.
 	Store string `json:"store,omitempty"`
+	// StoreTimeout bounds each store call made for a request, so that a
+	// hung store answers 503 after this long rather than after the Redis
+	// client's read timeout. Default 250ms, at most 30s.
+	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
 	// Issuer is the public origin of the authorization server, e.g.
 	// https://api.example.com. When set, it is returned as the `iss`
@@ -148,7 +152,9 @@ type ClientConfig struct {
 	Name string `json:"name,omitempty"`
 	// Secret is the client secret. Give it through a placeholder such as
 	// {env.PARTNER_SECRET} or {file./run/secrets/partner}; it is resolved
-	// and hashed when the config is loaded and never kept in clear.
+	// and hashed when the config is loaded. A value written here in clear
+	// shows in the /config API (a warning is logged); the Caddyfile
+	// adapter writes an inline secret as SecretSHA256 instead.
 	Secret string `json:"secret,omitempty"`
 	// SecretSHA256 is the hex SHA-256 digest of the client secret, an
 	// alternative to Secret that keeps the secret out of the config.
@@ -206,7 +212,11 @@ type HeaderRequirement struct {
 	Name string `json:"name"`
 	// Value is the expected value; placeholders such as {env.API_KEY} are
 	// resolved at load time and only its digest is kept.
-	Value string `json:"value"`
+	Value string `json:"value,omitempty"`
+	// ValueSHA256 is the hex SHA-256 digest of the value, an alternative
+	// to Value that keeps it out of the config (the Caddyfile adapter
+	// writes an inline value this way).
+	ValueSHA256 string `json:"value_sha256,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -251,6 +261,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.WebhookMaxAge == 0 {
 		a.WebhookMaxAge = caddy.Duration(defaultWebhookMaxAge)
 	}
+	if a.StoreTimeout == 0 {
+		a.StoreTimeout = caddy.Duration(defaultStoreTimeout)
+	}
 
 	a.scopes = make(map[string]string, len(a.Scopes))
 	for _, s := range a.Scopes {
@@ -258,6 +271,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	repl := caddy.NewReplacer()
+	a.warnInlineSecrets()
 	a.targets = make(map[string]webhookTarget)
 	for _, cc := range a.Clients {
 		if cc.WebhookURL == "" && cc.WebhookSecret == "" {
@@ -318,6 +332,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.store, a.poolKey = st, key
+	if key != "memory" {
+		// The embedded store answers from process memory and cannot hang;
+		// only a networked store needs the deadline (and its allocations
+		// on the hot path).
+		a.store = deadlineStore{st: st, timeout: time.Duration(a.StoreTimeout)}
+	}
 	a.webhooks = &webhook.Dispatcher{
 		Queue:    st,
 		Endpoint: a.webhookEndpoint,
@@ -353,11 +373,21 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 	}
 	if th := cc.TokenHeader; th != nil {
 		v := repl.ReplaceAll(th.Value, "")
-		if th.Name == "" || v == "" {
+		switch {
+		case th.Name == "" || (v == "" && th.ValueSHA256 == ""):
 			return nil, fmt.Errorf("client %s: token_header needs a name and a non-empty value", cc.ClientID)
+		case th.Value != "" && th.ValueSHA256 != "":
+			return nil, fmt.Errorf("client %s: token_header: give value or value_sha256, not both", cc.ClientID)
+		case th.ValueSHA256 != "":
+			b, err := hex.DecodeString(strings.TrimSpace(th.ValueSHA256))
+			if err != nil || len(b) != sha256.Size {
+				return nil, fmt.Errorf("client %s: token_header value_sha256 must be 64 hex digits", cc.ClientID)
+			}
+			copy(c.TokenHeaderDigest[:], b)
+		default:
+			c.TokenHeaderDigest = sha256.Sum256([]byte(v))
 		}
 		c.TokenHeader = http.CanonicalHeaderKey(th.Name)
-		c.TokenHeaderDigest = sha256.Sum256([]byte(v))
 	}
 	switch {
 	case cc.Secret != "" && cc.SecretSHA256 != "":
@@ -383,6 +413,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
 func (a *App) Validate() error {
 	if g := time.Duration(a.RefreshReuseGrace); g < 0 || g > maxReuseGrace {
 		return fmt.Errorf("refresh_reuse_grace must be between 0 and %s", maxReuseGrace)
+	}
+	if d := time.Duration(a.StoreTimeout); d <= 0 || d > maxStoreTimeout {
+		return fmt.Errorf("store_timeout must be positive and at most %s", maxStoreTimeout)
 	}
 	for _, s := range a.Scopes {
 		if s.Name == "" || strings.ContainsAny(s.Name, " \"\\") {

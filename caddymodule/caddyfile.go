@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -111,6 +114,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //
 //	tollgate {
 //		store                  memory | redis://… | rediss://… | {env.NAME}
+//		store_timeout          <duration>
 //		issuer                 <https origin>
 //		realm                  <name>
 //		rate_limit             <count>/<duration> | unlimited
@@ -126,7 +130,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //		scope <name> <plain-English description>
 //		client <client_id> {
 //			name          <display name>
-//			secret        <secret or {env.NAME}>
+//			secret        <secret or {env.NAME}>  (an inline secret becomes secret_sha256)
 //			secret_sha256 <hex digest>
 //			redirect_uri  <uri...>
 //			scopes        <scope...>
@@ -138,7 +142,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //			redirect_uri_optional
 //			https_only
 //			token_json
-//			token_header  <name> <value>
+//			token_header  <name> <value or {env.NAME}>  (an inline value becomes value_sha256)
 //			default_scopes <scope...>
 //			access_token_lifetime  <duration>
 //			refresh_token_lifetime <duration>
@@ -174,6 +178,10 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 		switch dir {
 		case "store":
 			if err := oneArg(d, &app.Store); err != nil {
+				return nil, err
+			}
+		case "store_timeout":
+			if err := durationArg(d, &app.StoreTimeout); err != nil {
 				return nil, err
 			}
 		case "issuer":
@@ -272,8 +280,17 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 				return c, err
 			}
 		case "secret":
-			if err := oneArg(d, &c.Secret); err != nil {
+			var v string
+			if err := oneArg(d, &v); err != nil {
 				return c, err
+			}
+			// Only the digest of an inline secret goes into the JSON, so
+			// that Caddy's /config API and autosave.json never hold it; a
+			// placeholder is kept, to be resolved and hashed at load.
+			if hasPlaceholder(v) {
+				c.Secret = v
+			} else {
+				c.SecretSHA256 = sha256Hex(v)
 			}
 		case "secret_sha256":
 			if err := oneArg(d, &c.SecretSHA256); err != nil {
@@ -338,7 +355,11 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			if len(args) != 2 {
 				return c, d.Errf("client %s: token_header takes a header name and a value", c.ClientID)
 			}
+			// As for secret: an inline value is kept as its digest only.
 			c.TokenHeader = &HeaderRequirement{Name: args[0], Value: args[1]}
+			if !hasPlaceholder(args[1]) {
+				c.TokenHeader = &HeaderRequirement{Name: args[0], ValueSHA256: sha256Hex(args[1])}
+			}
 		case "default_scopes":
 			c.DefaultScopes = d.RemainingArgs()
 			if len(c.DefaultScopes) == 0 {
@@ -366,7 +387,25 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			return c, d.Errf("client %s: unknown option %q", c.ClientID, dir)
 		}
 	}
+	if seen["secret"] && seen["secret_sha256"] {
+		return c, d.Errf("client %s: give secret or secret_sha256, not both", c.ClientID)
+	}
 	return c, nil
+}
+
+// hasPlaceholder reports whether a Caddyfile value holds a runtime
+// placeholder such as {env.NAME} or {file./run/secrets/x}, which the app
+// resolves when the config loads. ({$NAME} is substituted by the Caddyfile
+// parser itself, so the adapter sees its value.)
+func hasPlaceholder(v string) bool {
+	open := strings.IndexByte(v, '{')
+	return open >= 0 && strings.IndexByte(v[open:], '}') > 0
+}
+
+// sha256Hex is the hex SHA-256 digest of a secret, as secret_sha256 holds it.
+func sha256Hex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
 }
 
 func parseUsers(d *caddyfile.Dispenser) (json.RawMessage, error) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -75,6 +76,7 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"webhook without secret", "tollgate {\n\tclient c {\n\t\twebhook https://x.example/h\n\t}\n}", "webhook takes a URL and a whsec_ secret"},
 		{"refresh_tokens yes", "tollgate {\n\tclient c {\n\t\trefresh_tokens yes\n\t}\n}", "refresh_tokens takes on or off"},
 		{"token_header without value", "tollgate {\n\tclient c {\n\t\ttoken_header Api-key\n\t}\n}", "token_header takes a header name and a value"},
+		{"secret and digest", "tollgate {\n\tclient c {\n\t\tsecret s\n\t\tsecret_sha256 00\n\t}\n}", "not both"},
 		{"negative state length", "tollgate {\n\tclient c {\n\t\tstate_min_length -1\n\t}\n}", "is not a length"},
 		{"protect unknown option", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tbogus\n\t}\n", "unknown option"},
 	} {
@@ -85,5 +87,69 @@ func TestCaddyfileRejects(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// An inline client secret or token_header value must not reach the JSON
+// config, which Caddy's /config API serves and autosave.json keeps
+// (README "Security notes"): the adapter writes its digest, and the client
+// still authenticates with the secret. Placeholders are kept as written,
+// to be resolved at load.
+func TestCaddyfileKeepsOnlyDigestsOfInlineSecrets(t *testing.T) {
+	input := `{
+	tollgate {
+		scope profile:read "Name"
+		client inline {
+			secret hunter2-client-secret
+			redirect_uri https://app.example.com/cb
+			scopes profile:read
+			token_header Api-key hunter2-api-key
+		}
+		client placeholders {
+			secret {env.PARTNER_SECRET}
+			redirect_uri https://app.example.com/cb
+			scopes profile:read
+			token_header Api-key {file./run/secrets/api-key}
+		}
+	}
+}
+:8080 {
+	respond ok
+}
+`
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hunter2-client-secret", "hunter2-api-key"} {
+		if bytes.Contains(out, []byte(secret)) {
+			t.Errorf("the adapted JSON holds the inline secret %q:\n%s", secret, out)
+		}
+	}
+	var cfg struct {
+		Apps struct {
+			Tollgate App `json:"tollgate"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	clients := cfg.Apps.Tollgate.Clients
+	if len(clients) != 2 {
+		t.Fatalf("adapted %d clients, want 2:\n%s", len(clients), out)
+	}
+	c, err := clients[0].build(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Authenticate("hunter2-client-secret") || c.Authenticate("hunter2-client-secreT") {
+		t.Error("the digest written for the inline secret does not authenticate exactly that secret")
+	}
+	if !c.CheckTokenHeader("hunter2-api-key") || c.CheckTokenHeader("hunter2-api-keY") {
+		t.Error("the digest written for the inline token_header value does not match exactly that value")
+	}
+	p := clients[1]
+	if p.Secret != "{env.PARTNER_SECRET}" || p.SecretSHA256 != "" || p.TokenHeader.Value != "{file./run/secrets/api-key}" {
+		t.Errorf("placeholders must be kept as written, to be resolved at load: %+v", p)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -41,6 +42,10 @@ func (a *App) webhookEndpoint(clientID string) (string, []byte, bool) {
 // queueConsentRevoked queues the user.consent.revoked event of a grant for
 // its client's webhook, if it has one, returning once the store holds it.
 func (a *App) queueConsentRevoked(ctx context.Context, g store.Grant) error {
+	// The dispatcher's queue is the store without the request deadline
+	// (its background calls have their own); this call is a request's.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.StoreTimeout))
+	defer cancel()
 	if err := a.webhooks.ConsentRevoked(ctx, g); err != nil {
 		return fmt.Errorf("queueing user.consent.revoked: %w", err)
 	}

@@ -32,6 +32,9 @@ type gatewayConfig struct {
 	// refreshReuseGrace is a line added to the tollgate block, e.g.
 	// "refresh_reuse_grace 2s" ("" keeps the default).
 	refreshReuseGrace string
+	// storeTimeout is a line added to the tollgate block, e.g.
+	// "store_timeout 300ms" ("" keeps the default).
+	storeTimeout string
 
 	// appLines are lines added to the tollgate block verbatim, e.g.
 	// "sign_in_address_limit 5/15m".
@@ -49,10 +52,11 @@ type gateway struct {
 	store  string // "memory" or "redis"
 	port   int
 	base   string // http://localhost:<port>, the issuer's origin
+	admin  string // http://127.0.0.1:<port>, Caddy's admin endpoint
+	home   string // the process's HOME; Caddy's autosave.json is under config/caddy
 	output *lockedBuffer
 	stop   func() // kills the process (also done when the test ends)
 	pid    int
-	admin  string // http://127.0.0.1:<port>, Caddy's admin endpoint
 }
 
 // forEachStore runs fn as the parallel subtests "memory" and "redis", each
@@ -106,7 +110,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && len(cfg.appLines) == 0 {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && cfg.storeTimeout == "" && len(cfg.appLines) == 0 {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -132,6 +136,10 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	}
 	for _, line := range cfg.appLines {
 		replace(anchor, anchor+"\n\t\t"+line)
+	}
+	if cfg.storeTimeout != "" {
+		const anchor = "store {env.TOLLGATE_STORE}"
+		replace(anchor, anchor+"\n\t\t"+cfg.storeTimeout)
 	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -202,10 +210,11 @@ func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extra
 		store:  storeKind,
 		port:   ports[0],
 		base:   fmt.Sprintf("http://localhost:%d", ports[0]),
+		admin:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
+		home:   home,
 		output: out,
 		stop:   stop,
 		pid:    cmd.Process.Pid,
-		admin:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 	}
 	probe := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
