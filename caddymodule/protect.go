@@ -58,7 +58,10 @@ type Protect struct {
 
 	app       *App
 	scopeList string
-	logger    *zap.Logger
+	// guarded are the request headers this handler sets or strips, which a
+	// Connection field may not name (ServeHTTP).
+	guarded []string
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,6 +81,7 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	p.app = app
 	p.logger = ctx.Logger()
 	p.scopeList = oauth.FormatScope(p.Scopes)
+	p.guarded = []string{"Authorization", p.UserHeader, p.ClientHeader, p.ScopeHeader}
 	if p.ETagMaxBytes == 0 {
 		p.ETagMaxBytes = 1 << 20
 	}
@@ -103,6 +107,17 @@ func (p *Protect) Validate() error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	a := p.app
+	// A Connection field naming a header this handler sets or strips would
+	// have reverse_proxy drop it after us (RFC 9110 §7.6.1): the upstream
+	// would then get no identity header at all, so such a request is
+	// refused, before it costs a store round trip (README, Configuration
+	// reference: tollgate_protect).
+	if conn := r.Header["Connection"]; len(conn) > 0 {
+		if n := connectionNames(conn, p.guarded); n != "" {
+			(&apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the Connection header may not name " + n}).write(w, a.Realm)
+			return nil
+		}
+	}
 	// Read the token, then strip it and every identity header before
 	// anything else can forward them (DESIGN.md §1).
 	c, aerr := a.authenticateBearer(r)
