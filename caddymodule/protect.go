@@ -34,7 +34,8 @@ func init() {
 //
 // The Authorization header and every identity header this handler can set
 // are removed from the incoming request first, so the upstream never sees
-// the token nor a header a caller forged.
+// the token nor a header a caller forged; so are the gateway's own cookies
+// (names starting with tollgate_).
 type Protect struct {
 	// Scopes the token must all carry.
 	Scopes []string `json:"scopes,omitempty"`
@@ -122,6 +123,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// anything else can forward them (DESIGN.md §1).
 	c, aerr := a.authenticateBearer(r)
 	r.Header.Del("Authorization")
+	// The gateway's own cookies (the sign-in session) are no business of
+	// the upstream (README, Security notes).
+	stripGatewayCookies(r.Header)
 	for _, h := range [...]string{p.UserHeader, p.ClientHeader, p.ScopeHeader} {
 		if h != "" {
 			r.Header.Del(h)

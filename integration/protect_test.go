@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +42,49 @@ func TestAPIConnectionHeaderCannotDropIdentity(t *testing.T) {
 			if len(got) != 1 || got[0].Header.Get("X-Legacy-User") != username {
 				t.Fatalf("Connection: %s: upstream received %d requests, want 1 with X-Legacy-User: %s:\n%v", conn, len(got), username, got)
 			}
+		}
+	})
+}
+
+// TestAPIGatewayCookiesNeverReachUpstream sends bearer requests that also
+// carry the gateway's sign-in cookie (a partner's web view, or a browser
+// calling the API on the gateway's origin, sends it along) and checks the
+// upstream receives every other cookie intact and no tollgate_ cookie: the
+// session id would let the legacy API, or whoever reads its logs, act as
+// the user on the consent pages.
+//
+// README, Security notes: the gateway's cookies never reach the upstream.
+func TestAPIGatewayCookiesNeverReachUpstream(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
+		tok, _ := obtainTokens(t, gw, allScopes...)
+		const session = "s3ss10n-1d-0f-al1ce"
+		for _, tc := range []struct {
+			name   string
+			cookie []string
+			want   []string // the upstream's Cookie values; nil: no field
+		}{
+			{"session only", []string{"tollgate_session=" + session}, nil},
+			{"session among others", []string{"theme=dark; tollgate_session=" + session + "; lang=en"}, []string{"theme=dark; lang=en"}},
+			{"other tollgate_ cookies", []string{"Tollgate_Session=" + session + "; tollgate_csrf=" + session}, nil},
+			{"no gateway cookie", []string{"theme=dark; lang=en"}, []string{"theme=dark; lang=en"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				n := up.count()
+				r := gw.call(t, "/v1/me", bearer(tok.AccessToken), http.Header{"Cookie": tc.cookie})
+				if r.status != http.StatusOK {
+					t.Fatalf("want 200:\n%s", r)
+				}
+				got := up.since(n)
+				if len(got) != 1 {
+					t.Fatalf("the upstream received %d requests, want 1", len(got))
+				}
+				if strings.Contains(strings.ToLower(got[0].String()), "tollgate_") || strings.Contains(got[0].String(), session) {
+					t.Fatalf("the upstream received the gateway's cookie:\n%s", redactTokens(got[0].String(), tok.AccessToken))
+				}
+				if v := got[0].Header.Values("Cookie"); strings.Join(v, "|") != strings.Join(tc.want, "|") {
+					t.Fatalf("upstream Cookie = %q, want %q (the partner's other cookies intact)", v, tc.want)
+				}
+			})
 		}
 	})
 }
