@@ -190,18 +190,30 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // the query or a form body (RFC 6750 §2.2, §2.3). Tollgate reads only the
 // Authorization header, so such a copy would otherwise be forwarded to the
 // upstream; and RFC 6750 §3.1 makes "more than one method" invalid_request.
-// The query check is a substring test, so ordinary requests pay nothing;
-// only form-encoded bodies are read, and they are put back for the proxy.
+// Names are compared after percent-decoding, ignoring ASCII case and
+// surrounding spaces, so that access%5Ftoken or Access_Token, which an
+// upstream's parser may well read as access_token, are caught; a query or
+// form body that does not parse is refused rather than passed unchecked.
+// The query is only parsed when it holds "access" (in any case) or a '%',
+// so ordinary requests pay nothing; only form-encoded bodies are read, and
+// they are put back for the proxy.
 func tokenElsewhere(r *http.Request) *apiError {
-	if strings.Contains(r.URL.RawQuery, "access_token") {
-		if _, ok := r.URL.Query()["access_token"]; ok {
-			return tokenNotInHeader()
+	if q := r.URL.RawQuery; q != "" && (strings.IndexByte(q, '%') >= 0 || containsFold(q, "access")) {
+		if aerr := formToken(q, "query"); aerr != nil {
+			return aerr
 		}
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		// A malformed parameter must not hide a form from the check: an
+		// upstream may still read the body as one.
+		mt, _, _ = strings.Cut(ct, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+	}
 	if mt != "application/x-www-form-urlencoded" {
 		return nil
 	}
@@ -210,8 +222,20 @@ func tokenElsewhere(r *http.Request) *apiError {
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Detail: "form bodies on API routes are limited to 1 MiB"}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if q, err := url.ParseQuery(string(body)); err == nil && q.Has("access_token") {
-		return tokenNotInHeader()
+	return formToken(string(body), "form body")
+}
+
+// formToken refuses an application/x-www-form-urlencoded string (a query
+// or a form body) that names an access_token parameter or cannot be parsed.
+func formToken(s, where string) *apiError {
+	v, err := url.ParseQuery(s)
+	if err != nil {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the " + where + " cannot be parsed as application/x-www-form-urlencoded"}
+	}
+	for k := range v {
+		if asciiEqualFold(strings.Trim(k, " \t"), "access_token") {
+			return tokenNotInHeader()
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,6 +85,52 @@ func TestAPIGatewayCookiesNeverReachUpstream(t *testing.T) {
 				if v := got[0].Header.Values("Cookie"); strings.Join(v, "|") != strings.Join(tc.want, "|") {
 					t.Fatalf("upstream Cookie = %q, want %q (the partner's other cookies intact)", v, tc.want)
 				}
+			})
+		}
+	})
+}
+
+// TestAPITokenElsewhereCannotBeDisguised sends a good token in the
+// Authorization header and a copy the way an upstream's parser would still
+// read as an access_token parameter: a percent-encoded or differently
+// cased name, a repeated one, or in a form body made unparseable by a bad
+// escape further on. Each must be refused 400 invalid_request (RFC 6750
+// §3.1: more than one method) without the upstream seeing the token.
+//
+// README, Security notes: "API routes refuse a token that is also sent in
+// the query or a form body, so no copy of it reaches the upstream."
+func TestAPITokenElsewhereCannotBeDisguised(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
+		tok, _ := obtainTokens(t, gw, allScopes...)
+		for _, tc := range []struct {
+			name, query, body string
+		}{
+			{"percent-encoded name in the query", "?access%5Ftoken=" + tok.AccessToken, ""},
+			{"upper-case name in the query", "?ACCESS_TOKEN=" + tok.AccessToken, ""},
+			{"repeated name in the query", "?access_token=x&access_token=" + tok.AccessToken, ""},
+			{"unparseable query", "?access_token=" + tok.AccessToken + "&x=%zz", ""},
+			{"form body with a bad escape after the token", "", "access_token=" + tok.AccessToken + "&x=%zz"},
+			{"percent-encoded name in a form body", "", "access%5Ftoken=" + tok.AccessToken},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var body io.Reader
+				if tc.body != "" {
+					body = strings.NewReader(tc.body)
+				}
+				// GET, which the route allows: the refusal under test must
+				// not be a method refusal.
+				req, err := http.NewRequest(http.MethodGet, gw.base+"/v1/me"+tc.query, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", bearer(tok.AccessToken))
+				if tc.body != "" {
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				}
+				n := up.count()
+				r := send(t, req, "GET /v1/me (Authorization: Bearer …, and a token in the "+tc.name+")")
+				wantChallenge(t, r, http.StatusBadRequest, "invalid_request", "", tok.AccessToken)
+				wantUpstreamUntouched(t, up, n, "for a request carrying the token outside the Authorization header")
 			})
 		}
 	})
