@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +58,18 @@ type Protect struct {
 	// bodies stream through without one. Default 1 MiB.
 	ETagMaxBytes int `json:"etag_max_bytes,omitempty"`
 
+	// Methods, when set, are the only request methods the route accepts
+	// (upper-case, as RFC 9110 §9.1 methods are case-sensitive and
+	// registered in upper case); any other is answered 405 with Allow
+	// (RFC 9110 §15.5.6) before the token is checked, so it costs no
+	// budget and never reaches the upstream. A read-only scope's route
+	// should accept GET and HEAD only: the upstream cannot tell a read
+	// token from a write one.
+	Methods []string `json:"methods,omitempty"`
+
 	app       *App
 	scopeList string
+	allow     string // Methods, comma-separated, for the Allow header
 	// guarded are the request headers this handler sets or strips, which a
 	// Connection field may not name (ServeHTTP).
 	guarded []string
@@ -82,6 +93,7 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	p.app = app
 	p.logger = ctx.Logger()
 	p.scopeList = oauth.FormatScope(p.Scopes)
+	p.allow = strings.Join(p.Methods, ", ")
 	p.guarded = []string{"Authorization", p.UserHeader, p.ClientHeader, p.ScopeHeader}
 	if p.ETagMaxBytes == 0 {
 		p.ETagMaxBytes = 1 << 20
@@ -102,12 +114,50 @@ func (p *Protect) Validate() error {
 			return fmt.Errorf("tollgate_protect: identity header may not be Authorization")
 		}
 	}
+	if err := checkMethods(p.Methods); err != nil {
+		return fmt.Errorf("tollgate_protect: %w", err)
+	}
 	return nil
+}
+
+// checkMethods accepts upper-case method tokens (RFC 9110 §9.1, §5.6.2),
+// each once. A lower-case "get" would never match Go's r.Method for a GET
+// and would lock every partner out, so it fails the load instead.
+func checkMethods(methods []string) error {
+	for i, m := range methods {
+		if m == "" {
+			return fmt.Errorf("methods: empty method")
+		}
+		for j := 0; j < len(m); j++ {
+			c := m[j]
+			if 'a' <= c && c <= 'z' || !isTokenChar(c) {
+				return fmt.Errorf("methods: %q is not an upper-case method token", m)
+			}
+		}
+		if slices.Contains(methods[:i], m) {
+			return fmt.Errorf("methods: %q given twice", m)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c is a tchar (RFC 9110 §5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	a := p.app
+	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
+		w.Header().Set("Allow", p.allow)
+		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "this route accepts only " + p.allow}).write(w, a.Realm)
+		return nil
+	}
 	// A Connection field naming a header this handler sets or strips would
 	// have reverse_proxy drop it after us (RFC 9110 §7.6.1): the upstream
 	// would then get no identity header at all, so such a request is

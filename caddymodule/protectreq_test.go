@@ -210,3 +210,18 @@ func TestTokenElsewhere(t *testing.T) {
 		t.Errorf("tokenElsewhere allocates %v times for an ordinary query", n)
 	}
 }
+
+// Methods are compared with r.Method byte for byte, so a lower-case or
+// malformed one would lock every partner out: it fails the load.
+func TestCheckMethods(t *testing.T) {
+	for _, ok := range [][]string{nil, {"GET"}, {"GET", "HEAD"}, {"PROPFIND", "M-SEARCH"}} {
+		if err := checkMethods(ok); err != nil {
+			t.Errorf("checkMethods(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range [][]string{{""}, {"get"}, {"Get"}, {"GET", "GET"}, {"GET,HEAD"}, {"GET HEAD"}, {"GÉT"}} {
+		if err := checkMethods(bad); err == nil {
+			t.Errorf("checkMethods(%q) accepted", bad)
+		}
+	}
+}

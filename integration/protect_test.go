@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAPIConnectionHeaderCannotDropIdentity names the identity header, and
@@ -132,6 +133,91 @@ func TestAPITokenElsewhereCannotBeDisguised(t *testing.T) {
 				wantChallenge(t, r, http.StatusBadRequest, "invalid_request", "", tok.AccessToken)
 				wantUpstreamUntouched(t, up, n, "for a request carrying the token outside the Authorization header")
 			})
+		}
+	})
+}
+
+// TestAPIReadRoutesRefuseOtherMethods sends DELETE, PUT, POST and PATCH
+// with a read token to every API route of Caddyfile.example, whose scopes
+// are read scopes: each must be answered 405 (RFC 9110 §15.5.6) with
+// Allow: GET, HEAD and a problem document, without reaching the upstream
+// (which would otherwise receive DELETE /legacy/users/alice/profile and
+// cannot tell a read token from a write one) and without spending budget.
+// HEAD and GET still pass.
+//
+// README, Configuration reference: tollgate_protect "methods".
+func TestAPIReadRoutesRefuseOtherMethods(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{rateLimit: "20/1h"}, func(t *testing.T, gw *gateway, up *upstream) {
+		const limit, window = 20, time.Hour
+		tok, _ := obtainTokens(t, gw, allScopes...)
+		clearOfWindowEnd(window, 10*time.Second)
+		for _, rt := range apiRoutes {
+			for _, method := range []string{http.MethodDelete, http.MethodPut, http.MethodPost, http.MethodPatch, "PURGE"} {
+				req, err := http.NewRequest(method, gw.base+rt.path, strings.NewReader(`{"name":"mallory"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", bearer(tok.AccessToken))
+				req.Header.Set("Content-Type", "application/json")
+				n := up.count()
+				r := send(t, req, method+" "+rt.path+" (Authorization: Bearer …)")
+				wantProblem(t, r, http.StatusMethodNotAllowed, tok.AccessToken)
+				if got := r.header.Values("Allow"); len(got) != 1 || got[0] != "GET, HEAD" {
+					t.Fatalf("%s %s: Allow = %q, want [\"GET, HEAD\"] (RFC 9110 §15.5.6):\n%s", method, rt.path, got, r)
+				}
+				wantUpstreamUntouched(t, up, n, "for "+method+" on a read route")
+			}
+		}
+		n := up.count()
+		req, err := http.NewRequest(http.MethodHead, gw.base+"/v1/me", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", bearer(tok.AccessToken))
+		if r := send(t, req, "HEAD /v1/me (Authorization: Bearer …)"); r.status != http.StatusOK {
+			t.Fatalf("HEAD: want 200:\n%s", r)
+		}
+		if got := up.since(n); len(got) != 1 || got[0].Method != http.MethodHead {
+			t.Fatalf("HEAD: the upstream received %v, want one HEAD", got)
+		}
+		r := gw.call(t, "/v1/me", bearer(tok.AccessToken), nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET: want 200:\n%s", r)
+		}
+		// Only the HEAD and this GET were counted.
+		if f := wantRate(t, r, limit, window); f.remaining != limit-2 {
+			t.Fatalf("X-RateLimit-Remaining = %d after 15 refused writes, a HEAD and a GET, want %d: a 405 costs nothing:\n%s", f.remaining, limit-2, r)
+		}
+	})
+}
+
+// TestAPIRewriteDropsClientQuery calls every API route of
+// Caddyfile.example with query parameters a partner might try on the
+// legacy API (another user's id among them) and checks the upstream
+// receives the rewritten path with no query at all.
+//
+// README, Configuration reference: the example's rewrites end in "?",
+// which empties the query (Caddy's rewrite: "To clear the query string,
+// explicitly set an empty one").
+func TestAPIRewriteDropsClientQuery(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
+		tok, _ := obtainTokens(t, gw, allScopes...)
+		for _, rt := range apiRoutes {
+			for _, q := range []string{"?user_id=bob", "?user_id=bob&fields=all", "?"} {
+				n := up.count()
+				r := gw.call(t, rt.path+q, bearer(tok.AccessToken), nil)
+				if r.status != http.StatusOK || r.json(t)["user_id"] != username {
+					t.Fatalf("%s%s: want 200 with %s's record:\n%s", rt.path, q, username, r)
+				}
+				got := up.since(n)
+				if len(got) != 1 {
+					t.Fatalf("the upstream received %d requests, want 1", len(got))
+				}
+				want := "/legacy/users/" + username + "/" + rt.resource
+				if got[0].Path != want || got[0].RawQuery != "" {
+					t.Fatalf("%s%s reached the upstream as %s?%s, want %s with no query", rt.path, q, got[0].Path, got[0].RawQuery, want)
+				}
+			}
 		}
 	})
 }
