@@ -51,8 +51,8 @@ type Protect struct {
 	// ETag enables conditional GETs: when the upstream sends no ETag, a
 	// strong one is computed from the body (up to ETagMaxBytes), a
 	// matching If-None-Match is answered 304, and a 304 is not counted
-	// against the budget (seed 000: "A 304 costs you nothing against your
-	// rate limit budget").
+	// against the budget, up to the budget's count of refunds per window
+	// and never for If-None-Match: * (README, Rate limits).
 	ETag bool `json:"etag,omitempty"`
 	// ETagMaxBytes bounds the body buffered to compute an ETag; larger
 	// bodies stream through without one. Default 1 MiB.
@@ -217,23 +217,42 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	cw := newConditionalWriter(w, r, p.ETagMaxBytes)
-	if c.Rate.Limit > 0 {
-		// The 304 is refunded below; show the budget as it will stand.
+	if c.Rate.Limit > 0 && !noneMatchStar(r.Header["If-None-Match"]) {
+		// A 304 is refunded before it is sent, so that its budget headers
+		// show whether it was (README, Rate limits): the store gives back
+		// at most the budget's count per window, which keeps the upstream
+		// to twice the budget per grant however many 304s it answers.
 		cw.onNotModified = func(h http.Header) {
-			h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(min(c.Rate.Remaining+1, c.Rate.Limit), 10)}
+			ok, err := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit)
+			if err != nil {
+				p.logger.Warn("refunding a 304 failed", zap.Error(err))
+			}
+			if ok {
+				st := c.Rate
+				st.Remaining = min(st.Remaining+1, st.Limit)
+				a.rateHeaders(h, st)
+			}
 		}
 	}
 	err := next.ServeHTTP(cw, r)
 	if ferr := cw.finish(); err == nil {
 		err = ferr
 	}
-	if cw.notModified {
-		// A 304 is free: give the request back to the budget.
-		if rerr := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit); rerr != nil {
-			p.logger.Warn("refunding a 304 failed", zap.Error(rerr))
+	return err
+}
+
+// noneMatchStar reports whether an If-None-Match field holds "*" (RFC 9110
+// §13.1.2: it matches any current representation). Such a 304 tells the
+// client nothing it had to know beforehand, so it is never refunded:
+// otherwise "If-None-Match: *" would make every request free while the
+// upstream still served each one.
+func noneMatchStar(fields []string) bool {
+	for _, f := range fields {
+		if strings.IndexByte(f, '*') >= 0 {
+			return true
 		}
 	}
-	return err
+	return false
 }
 
 // tokenElsewhere refuses a request that also carries an access token in
