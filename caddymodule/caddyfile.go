@@ -42,6 +42,7 @@ func init() {
 //		client_header  <header name>
 //		scope_header   <header name>
 //		etag           [<max body bytes>]
+//		methods        <METHOD...>
 //	}
 func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	p := new(Protect)
@@ -68,6 +69,14 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 			err = oneArg(h.Dispenser, &p.ClientHeader)
 		case "scope_header":
 			err = oneArg(h.Dispenser, &p.ScopeHeader)
+		case "methods":
+			p.Methods = h.RemainingArgs()
+			if len(p.Methods) == 0 {
+				return nil, h.ArgErr()
+			}
+			if err := checkMethods(p.Methods); err != nil {
+				return nil, h.Err(err.Error())
+			}
 		case "etag":
 			p.ETag = true
 			if h.NextArg() {

@@ -79,6 +79,10 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"secret and digest", "tollgate {\n\tclient c {\n\t\tsecret s\n\t\tsecret_sha256 00\n\t}\n}", "not both"},
 		{"negative state length", "tollgate {\n\tclient c {\n\t\tstate_min_length -1\n\t}\n}", "is not a length"},
 		{"protect unknown option", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tbogus\n\t}\n", "unknown option"},
+		{"protect methods without methods", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods\n\t}\n", "wrong argument count"},
+		{"protect methods in lower case", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods get\n\t}\n", `"get" is not an upper-case method token`},
+		{"protect methods twice", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods GET GET\n\t}\n", `"GET" given twice`},
+		{"protect methods not a token", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods \"GET,HEAD\"\n\t}\n", "is not an upper-case method token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			input := "{\n" + tc.input + "\n}\n:8080 {\n\trespond ok\n}\n"

@@ -55,6 +55,9 @@ func (cw *conditionalWriter) WriteHeader(status int) {
 		// The upstream answered the conditional request itself.
 		cw.notModified = true
 		cw.mode = passthrough
+		if cw.onNotModified != nil {
+			cw.onNotModified(h)
+		}
 	case status != http.StatusOK:
 		cw.mode = passthrough
 	case h.Get("ETag") != "":

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,8 @@ func init() {
 //
 // The Authorization header and every identity header this handler can set
 // are removed from the incoming request first, so the upstream never sees
-// the token nor a header a caller forged.
+// the token nor a header a caller forged; so are the gateway's own cookies
+// (names starting with tollgate_).
 type Protect struct {
 	// Scopes the token must all carry.
 	Scopes []string `json:"scopes,omitempty"`
@@ -49,16 +51,29 @@ type Protect struct {
 	// ETag enables conditional GETs: when the upstream sends no ETag, a
 	// strong one is computed from the body (up to ETagMaxBytes), a
 	// matching If-None-Match is answered 304, and a 304 is not counted
-	// against the budget (seed 000: "A 304 costs you nothing against your
-	// rate limit budget").
+	// against the budget, up to the budget's count of refunds per window
+	// and never for If-None-Match: * (README, Rate limits).
 	ETag bool `json:"etag,omitempty"`
 	// ETagMaxBytes bounds the body buffered to compute an ETag; larger
 	// bodies stream through without one. Default 1 MiB.
 	ETagMaxBytes int `json:"etag_max_bytes,omitempty"`
 
+	// Methods, when set, are the only request methods the route accepts
+	// (upper-case, as RFC 9110 §9.1 methods are case-sensitive and
+	// registered in upper case); any other is answered 405 with Allow
+	// (RFC 9110 §15.5.6) before the token is checked, so it costs no
+	// budget and never reaches the upstream. A read-only scope's route
+	// should accept GET and HEAD only: the upstream cannot tell a read
+	// token from a write one.
+	Methods []string `json:"methods,omitempty"`
+
 	app       *App
 	scopeList string
-	logger    *zap.Logger
+	allow     string // Methods, comma-separated, for the Allow header
+	// guarded are the request headers this handler sets or strips, which a
+	// Connection field may not name (ServeHTTP).
+	guarded []string
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,6 +93,8 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	p.app = app
 	p.logger = ctx.Logger()
 	p.scopeList = oauth.FormatScope(p.Scopes)
+	p.allow = strings.Join(p.Methods, ", ")
+	p.guarded = []string{"Authorization", p.UserHeader, p.ClientHeader, p.ScopeHeader}
 	if p.ETagMaxBytes == 0 {
 		p.ETagMaxBytes = 1 << 20
 	}
@@ -97,16 +114,68 @@ func (p *Protect) Validate() error {
 			return fmt.Errorf("tollgate_protect: identity header may not be Authorization")
 		}
 	}
+	if err := checkMethods(p.Methods); err != nil {
+		return fmt.Errorf("tollgate_protect: %w", err)
+	}
 	return nil
+}
+
+// checkMethods accepts upper-case method tokens (RFC 9110 §9.1, §5.6.2),
+// each once. A lower-case "get" would never match Go's r.Method for a GET
+// and would lock every partner out, so it fails the load instead.
+func checkMethods(methods []string) error {
+	for i, m := range methods {
+		if m == "" {
+			return fmt.Errorf("methods: empty method")
+		}
+		for j := 0; j < len(m); j++ {
+			c := m[j]
+			if 'a' <= c && c <= 'z' || !isTokenChar(c) {
+				return fmt.Errorf("methods: %q is not an upper-case method token", m)
+			}
+		}
+		if slices.Contains(methods[:i], m) {
+			return fmt.Errorf("methods: %q given twice", m)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c is a tchar (RFC 9110 §5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	a := p.app
+	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
+		w.Header().Set("Allow", p.allow)
+		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "this route accepts only " + p.allow}).write(w, a.Realm)
+		return nil
+	}
+	// A Connection field naming a header this handler sets or strips would
+	// have reverse_proxy drop it after us (RFC 9110 §7.6.1): the upstream
+	// would then get no identity header at all, so such a request is
+	// refused, before it costs a store round trip (README, Configuration
+	// reference: tollgate_protect).
+	if conn := r.Header["Connection"]; len(conn) > 0 {
+		if n := connectionNames(conn, p.guarded); n != "" {
+			(&apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the Connection header may not name " + n}).write(w, a.Realm)
+			return nil
+		}
+	}
 	// Read the token, then strip it and every identity header before
 	// anything else can forward them (DESIGN.md §1).
 	c, aerr := a.authenticateBearer(r)
 	r.Header.Del("Authorization")
+	// The gateway's own cookies (the sign-in session) are no business of
+	// the upstream (README, Security notes).
+	stripGatewayCookies(r.Header)
 	for _, h := range [...]string{p.UserHeader, p.ClientHeader, p.ScopeHeader} {
 		if h != "" {
 			r.Header.Del(h)
@@ -148,41 +217,72 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	cw := newConditionalWriter(w, r, p.ETagMaxBytes)
-	if c.Rate.Limit > 0 {
-		// The 304 is refunded below; show the budget as it will stand.
+	if c.Rate.Limit > 0 && !noneMatchStar(r.Header["If-None-Match"]) {
+		// A 304 is refunded before it is sent, so that its budget headers
+		// show whether it was (README, Rate limits): the store gives back
+		// at most the budget's count per window, which keeps the upstream
+		// to twice the budget per grant however many 304s it answers.
 		cw.onNotModified = func(h http.Header) {
-			h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(min(c.Rate.Remaining+1, c.Rate.Limit), 10)}
+			ok, err := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit)
+			if err != nil {
+				p.logger.Warn("refunding a 304 failed", zap.Error(err))
+			}
+			if ok {
+				st := c.Rate
+				st.Remaining = min(st.Remaining+1, st.Limit)
+				a.rateHeaders(h, st)
+			}
 		}
 	}
 	err := next.ServeHTTP(cw, r)
 	if ferr := cw.finish(); err == nil {
 		err = ferr
 	}
-	if cw.notModified {
-		// A 304 is free: give the request back to the budget.
-		if rerr := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit); rerr != nil {
-			p.logger.Warn("refunding a 304 failed", zap.Error(rerr))
+	return err
+}
+
+// noneMatchStar reports whether an If-None-Match field holds "*" (RFC 9110
+// §13.1.2: it matches any current representation). Such a 304 tells the
+// client nothing it had to know beforehand, so it is never refunded:
+// otherwise "If-None-Match: *" would make every request free while the
+// upstream still served each one.
+func noneMatchStar(fields []string) bool {
+	for _, f := range fields {
+		if strings.IndexByte(f, '*') >= 0 {
+			return true
 		}
 	}
-	return err
+	return false
 }
 
 // tokenElsewhere refuses a request that also carries an access token in
 // the query or a form body (RFC 6750 §2.2, §2.3). Tollgate reads only the
 // Authorization header, so such a copy would otherwise be forwarded to the
 // upstream; and RFC 6750 §3.1 makes "more than one method" invalid_request.
-// The query check is a substring test, so ordinary requests pay nothing;
-// only form-encoded bodies are read, and they are put back for the proxy.
+// Names are compared after percent-decoding, ignoring ASCII case and
+// surrounding spaces, so that access%5Ftoken or Access_Token, which an
+// upstream's parser may well read as access_token, are caught; a query or
+// form body that does not parse is refused rather than passed unchecked.
+// The query is only parsed when it holds "access" (in any case) or a '%',
+// so ordinary requests pay nothing; only form-encoded bodies are read, and
+// they are put back for the proxy.
 func tokenElsewhere(r *http.Request) *apiError {
-	if strings.Contains(r.URL.RawQuery, "access_token") {
-		if _, ok := r.URL.Query()["access_token"]; ok {
-			return tokenNotInHeader()
+	if q := r.URL.RawQuery; q != "" && (strings.IndexByte(q, '%') >= 0 || containsFold(q, "access")) {
+		if aerr := formToken(q, "query"); aerr != nil {
+			return aerr
 		}
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		// A malformed parameter must not hide a form from the check: an
+		// upstream may still read the body as one.
+		mt, _, _ = strings.Cut(ct, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+	}
 	if mt != "application/x-www-form-urlencoded" {
 		return nil
 	}
@@ -191,8 +291,20 @@ func tokenElsewhere(r *http.Request) *apiError {
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Detail: "form bodies on API routes are limited to 1 MiB"}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if q, err := url.ParseQuery(string(body)); err == nil && q.Has("access_token") {
-		return tokenNotInHeader()
+	return formToken(string(body), "form body")
+}
+
+// formToken refuses an application/x-www-form-urlencoded string (a query
+// or a form body) that names an access_token parameter or cannot be parsed.
+func formToken(s, where string) *apiError {
+	v, err := url.ParseQuery(s)
+	if err != nil {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the " + where + " cannot be parsed as application/x-www-form-urlencoded"}
+	}
+	for k := range v {
+		if asciiEqualFold(strings.Trim(k, " \t"), "access_token") {
+			return tokenNotInHeader()
+		}
 	}
 	return nil
 }

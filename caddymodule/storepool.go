@@ -31,7 +31,7 @@ type backend interface {
 	GetToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error)
 	Rotate(ctx context.Context, grantID, oldRefresh string, p store.Pair) error
 	Authenticate(ctx context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error)
-	Refund(ctx context.Context, grantID string, l store.Limit) error
+	Refund(ctx context.Context, grantID string, l store.Limit) (bool, error)
 	SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	GetBlob(ctx context.Context, key string) ([]byte, error)
 	TakeBlob(ctx context.Context, key string) ([]byte, error)

@@ -52,7 +52,8 @@ func TestConditionalGetNotModifiedIsFree(t *testing.T) {
 		if seatime == vessels {
 			t.Fatalf("sea-time and vessels bodies differ but share the ETag %s", seatime)
 		}
-		for _, field := range []string{seatime, "W/" + seatime, `"no-such-tag", ` + seatime, "*"} {
+		// ("*" matches too, but is not free: TestConditionalGetStarIsNotRefunded.)
+		for _, field := range []string{seatime, "W/" + seatime, `"no-such-tag", ` + seatime, seatime} {
 			wantNotModified(t, gw.call(t, "/v1/me/sea-time", auth, inm(field)), seatime)
 		}
 		for i, field := range []string{`"no-such-tag"`, vessels} {
@@ -109,4 +110,85 @@ func wantNotModified(t *testing.T, r *apiResponse, etag string) {
 	if r.header.Get("X-RateLimit-Limit") == "" {
 		t.Fatalf("304 without X-RateLimit-* (002: \"Every authenticated response carries\" them):\n%s", r)
 	}
+}
+
+// TestConditionalGetStarIsNotRefunded sends 200 conditional GETs with
+// If-None-Match: * under a budget of 20 per hour. "*" matches whatever the
+// upstream answers, so each is a 304, and each had the upstream serve the
+// request: if they were free the upstream would be called without bound.
+// The budget must fall with each one until 429, and the upstream be called
+// at most 20 times.
+//
+// README, Rate limits: a 304 answered to If-None-Match: * is not refunded.
+func TestConditionalGetStarIsNotRefunded(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{rateLimit: "20/1h"}, func(t *testing.T, gw *gateway, up *upstream) {
+		const limit, window = 20, time.Hour
+		tok, _ := obtainTokens(t, gw, "seatime:read")
+		clearOfWindowEnd(window, 30*time.Second)
+		n := up.count()
+		var notModified, tooMany int
+		for i := range 200 {
+			field := "*"
+			if i%2 == 1 {
+				field = `"no-such-tag", *`
+			}
+			r := gw.call(t, "/v1/me/sea-time", bearer(tok.AccessToken), http.Header{"If-None-Match": {field}})
+			switch r.status {
+			case http.StatusNotModified:
+				notModified++
+				if f := wantRate(t, r, limit, window); f.remaining != int64(limit-notModified) {
+					t.Fatalf("304 number %d to If-None-Match: %s: X-RateLimit-Remaining = %d, want %d (not refunded):\n%s", notModified, field, f.remaining, limit-notModified, r)
+				}
+			case http.StatusTooManyRequests:
+				tooMany++
+			default:
+				t.Fatalf("want 304 or 429:\n%s", r)
+			}
+		}
+		if notModified != limit || tooMany != 200-limit {
+			t.Fatalf("%d 304s and %d 429s, want %d and %d: a 304 to If-None-Match: * spends the budget", notModified, tooMany, limit, 200-limit)
+		}
+		if calls := len(up.since(n)); calls > limit {
+			t.Fatalf("the upstream was called %d times for 200 requests under a budget of %d", calls, limit)
+		}
+	})
+}
+
+// TestConditionalGetRefundsAreCapped replays a valid ETag under a budget
+// of 5 per hour until the gateway answers 429. Each 304 had the upstream
+// serve the request, so refunds stop after 5 in the window: the grant gets
+// 10 answers in all (the upstream serves at most twice the budget), the
+// first five 304s are free and the next ones spend the budget, as their
+// X-RateLimit-Remaining shows.
+//
+// README, Rate limits: refunds per grant per window are capped at the
+// budget.
+func TestConditionalGetRefundsAreCapped(t *testing.T) {
+	forEachStoreWithUpstream(t, gatewayConfig{rateLimit: "5/1h"}, func(t *testing.T, gw *gateway, up *upstream) {
+		const limit, window = 5, time.Hour
+		tok, _ := obtainTokens(t, gw, "vessels:read")
+		clearOfWindowEnd(window, 30*time.Second)
+		n := up.count()
+		r := gw.call(t, "/v1/me/vessels", bearer(tok.AccessToken), nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("want 200:\n%s", r)
+		}
+		etag := wantStrongETag(t, r)
+		// 5 refunded 304s show 4 left, the next 4 spend it: 3, 2, 1, 0.
+		want := []int64{4, 4, 4, 4, 4, 3, 2, 1, 0}
+		for i, rem := range want {
+			r := gw.call(t, "/v1/me/vessels", bearer(tok.AccessToken), http.Header{"If-None-Match": {etag}})
+			wantNotModified(t, r, etag)
+			if f := wantRate(t, r, limit, window); f.remaining != rem {
+				t.Fatalf("304 number %d: X-RateLimit-Remaining = %d, want %d (refunds stop after %d per window):\n%s", i+1, f.remaining, rem, limit, r)
+			}
+		}
+		r = gw.call(t, "/v1/me/vessels", bearer(tok.AccessToken), http.Header{"If-None-Match": {etag}})
+		if r.status != http.StatusTooManyRequests {
+			t.Fatalf("after a 200 and 9 304s under a budget of 5, want 429:\n%s", r)
+		}
+		if calls := len(up.since(n)); calls != 2*limit {
+			t.Fatalf("the upstream was called %d times, want %d: twice the budget, no more", calls, 2*limit)
+		}
+	})
 }

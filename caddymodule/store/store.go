@@ -199,8 +199,15 @@ type Store interface {
 	// is l, or the token's own Limit when l is the zero Limit.
 	Authenticate(ctx context.Context, grantID, accessDigest string, l Limit) (Token, RateStatus, error)
 	// Refund gives back one request of the grant's current window (a 304),
-	// l being the budget the request was counted against.
-	Refund(ctx context.Context, grantID string, l Limit) error
+	// l being the budget the request was counted against, and reports
+	// whether it did. It never takes the count below 0, and gives back at
+	// most l.Count requests per grant per window: every request that
+	// reaches the upstream was counted, so the upstream serves a grant at
+	// most 2×l.Count requests per window however many 304s it answers
+	// (README, Rate limits). The refund count is kept beside the budget's
+	// counter, in the grant's keys, and ends with the window. It is atomic:
+	// of concurrent calls, at most the cap succeed.
+	Refund(ctx context.Context, grantID string, l Limit) (bool, error)
 
 	// SetBlob, GetBlob and TakeBlob keep small opaque values (sessions,
 	// pending authorization requests) under a caller-chosen key for ttl.

@@ -97,6 +97,8 @@ type window struct {
 	idx int64 // window index: floor(now / window length)
 	n   int64
 	end int64
+	// refunds is how many requests Refund gave back in this window.
+	refunds int64
 }
 
 type blob struct {

@@ -93,24 +93,29 @@ func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l 
 	return t, st, nil
 }
 
-// Refund gives back one request of the current window, never going below 0.
-func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) error {
+// Refund gives back one request of the current window, never going below 0
+// and at most l.Count times per window (store.Store.Refund). The refund
+// count lives in the grant's window, which Authenticate resets with the
+// window.
+func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) (bool, error) {
 	if err := checkLimit(l); err != nil {
-		return fmt.Errorf("memory refund: %w", err)
+		return false, fmt.Errorf("memory refund: %w", err)
 	}
 	if l.Count == 0 {
-		return nil
+		return false, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errClosed
+		return false, errClosed
 	}
 	w := s.counters[grantID]
-	if w != nil && w.idx == floorDiv(s.nowMillis(), l.Window.Milliseconds()) && w.n > 0 {
-		w.n--
+	if w == nil || w.idx != floorDiv(s.nowMillis(), l.Window.Milliseconds()) || w.n <= 0 || w.refunds >= l.Count {
+		return false, nil
 	}
-	return nil
+	w.n--
+	w.refunds++
+	return true, nil
 }
 
 // token finds a live token of a live grant. The caller holds s.mu.

@@ -62,19 +62,22 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	return t, st, nil
 }
 
-// Refund gives back one request of the current window, never going below 0.
-func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) error {
+// Refund gives back one request of the current window, never going below 0
+// and at most l.Count times per window (store.Store.Refund), in one script
+// on the grant's counter key (luaRefund).
+func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool, error) {
 	if err := checkLimit(l); err != nil {
-		return fmt.Errorf("redis refund: %w", err)
+		return false, fmt.Errorf("redis refund: %w", err)
 	}
 	if l.Count == 0 || !validGrantID(grantID) {
-		return nil
+		return false, nil
 	}
 	idx := floorDiv(s.nowMillis(), l.Window.Milliseconds())
-	if err := s.scripts.refund.Run(ctx, s.client, []string{counterKey(grantID)}, idx).Err(); err != nil {
-		return fmt.Errorf("redis refund: %w", err)
+	n, err := s.scripts.refund.Run(ctx, s.client, []string{counterKey(grantID)}, idx, l.Count).Int64()
+	if err != nil {
+		return false, fmt.Errorf("redis refund: %w", err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // authKeys builds the access-token, grant, counter and index keys in one

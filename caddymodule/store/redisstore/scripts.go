@@ -352,14 +352,23 @@ return {t[3], n, 1, reset}
 `
 
 // luaRefund takes one request back from the counter, if it still counts
-// the window the caller means and is above 0.
+// the window the caller means, is above 0, and fewer than the budget's
+// count of refunds were given in that window; it returns 1 when it did.
+// The refunds are counted in the counter's own hash (fields ri, the window
+// index they belong to, and r), so they share its key, its hash tag and
+// its expiry, and the hot-path script need not know of them: a new window
+// leaves a stale ri, which reads as no refunds yet.
 //
-// KEYS: counter. ARGV: window index.
+// KEYS: counter. ARGV: window index, budget count (the refund cap).
 const luaRefund = `
-local c = redis.call('HMGET', KEYS[1], 'i', 'n')
-if tonumber(c[1]) == tonumber(ARGV[1]) and (tonumber(c[2]) or 0) > 0 then
-  redis.call('HINCRBY', KEYS[1], 'n', -1)
-end
+local c = redis.call('HMGET', KEYS[1], 'i', 'n', 'ri', 'r')
+local idx = tonumber(ARGV[1])
+if tonumber(c[1]) ~= idx or (tonumber(c[2]) or 0) <= 0 then return 0 end
+local r = 0
+if tonumber(c[3]) == idx then r = tonumber(c[4]) or 0 end
+if r >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'n', -1)
+redis.call('HSET', KEYS[1], 'ri', idx, 'r', r + 1)
 return 1
 `
 

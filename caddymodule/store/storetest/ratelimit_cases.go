@@ -74,7 +74,7 @@ func rateLimitCases() []testCase {
 			e.grant(t, "read")
 			p := e.issue(t, false)
 			l := store.Limit{Count: 2, Window: time.Minute}
-			wantErr(t, "Refund before any request", e.s.Refund(e.ctx, e.grantID, l), nil)
+			wantRefund(t, e, l, false, "before any request")
 			auth := func() store.RateStatus {
 				t.Helper()
 				_, st, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
@@ -88,19 +88,104 @@ func rateLimitCases() []testCase {
 			if st := auth(); st.Allowed {
 				t.Fatalf("third request allowed with limit 2")
 			}
-			wantErr(t, "Refund", e.s.Refund(e.ctx, e.grantID, l), nil)
+			wantRefund(t, e, l, true, "after the budget was spent")
 			if st := auth(); !st.Allowed || st.Remaining != 0 {
 				t.Fatalf("status after a refund = %+v, want one more allowed", st)
 			}
+			wantRefund(t, e, l, true, "the second of the window")
+			wantRefund(t, e, l, false, "past the cap")
 			for range 5 {
-				wantErr(t, "Refund", e.s.Refund(e.ctx, e.grantID, l), nil)
+				_, err := e.s.Refund(e.ctx, e.grantID, l)
+				wantErr(t, "Refund", err, nil)
 			}
-			auth()
 			auth()
 			if st := auth(); st.Allowed {
-				t.Fatalf("refunds pushed the count below zero: %+v", st)
+				t.Fatalf("refunds pushed the count below zero or past the cap: %+v", st)
 			}
-			wantErr(t, "Refund without a limit", e.s.Refund(e.ctx, e.grantID, store.Limit{}), nil)
+			ok, err := e.s.Refund(e.ctx, e.grantID, store.Limit{})
+			wantErr(t, "Refund without a limit", err, nil)
+			if ok {
+				t.Fatalf("Refund without a limit reported a refund")
+			}
+		}},
+		{"refunds are capped at the budget per window, and the cap resets with it", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			p := e.issue(t, false)
+			l := store.Limit{Count: 3, Window: time.Minute}
+			// Every request is refunded, as a client replaying a valid
+			// ETag would be: the upstream serves 2×Count, then 429s.
+			served := 0
+			for range 20 {
+				_, st, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
+				wantErr(t, "Authenticate", err, nil)
+				if !st.Allowed {
+					break
+				}
+				served++
+				_, err = e.s.Refund(e.ctx, e.grantID, l)
+				wantErr(t, "Refund", err, nil)
+			}
+			if served != 2*int(l.Count) {
+				t.Fatalf("%d requests allowed with every one refunded, want 2×%d", served, l.Count)
+			}
+			e.clk.Advance(time.Minute)
+			_, _, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
+			wantErr(t, "Authenticate", err, nil)
+			wantRefund(t, e, l, true, "in the next window")
+		}},
+		{"a refund of a past window gives nothing back and spends no cap", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			p := e.issue(t, false)
+			l := store.Limit{Count: 1, Window: time.Minute}
+			_, _, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
+			wantErr(t, "Authenticate", err, nil)
+			e.clk.Advance(time.Minute)
+			wantRefund(t, e, l, false, "of the past window")
+			_, st, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
+			wantErr(t, "Authenticate", err, nil)
+			wantRefund(t, e, l, true, "of the new window")
+			if _, st, err = e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l); err != nil || !st.Allowed {
+				t.Fatalf("after the new window's refund: %+v, %v; want allowed", st, err)
+			}
+		}},
+		{"concurrent refunds stop at the cap", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			p := e.issue(t, false)
+			l := store.Limit{Count: 40, Window: time.Minute}
+			auth := func(n int) {
+				t.Helper()
+				for range n {
+					_, _, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, l)
+					wantErr(t, "Authenticate", err, nil)
+				}
+			}
+			// Half the cap is used first, and the budget spent again, so
+			// that the cap, not the count, is what stops the refunds.
+			auth(40)
+			for range 20 {
+				wantRefund(t, e, l, true, "below the cap")
+			}
+			auth(20)
+			var refunded atomic.Int64
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for range 120 {
+				wg.Go(func() {
+					<-start
+					ok, err := e.s.Refund(e.ctx, e.grantID, l)
+					if err != nil {
+						t.Errorf("Refund: %v", err)
+					}
+					if ok {
+						refunded.Add(1)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if refunded.Load() != 20 {
+				t.Fatalf("%d of 120 concurrent refunds succeeded, want what is left of the cap, 20", refunded.Load())
+			}
 		}},
 		{"concurrent requests are counted exactly", func(t *testing.T, e *env) {
 			e.grant(t, "read")
@@ -146,7 +231,7 @@ func rateLimitCases() []testCase {
 				}
 				sameStatus(t, i, st, want)
 			}
-			wantErr(t, "Refund", e.s.Refund(e.ctx, e.grantID, l), nil)
+			wantRefund(t, e, l, true, "of the token's budget")
 			_, st, err := e.s.Authenticate(e.ctx, e.grantID, p.Access.Digest, store.Limit{})
 			wantErr(t, "Authenticate", err, nil)
 			sameStatus(t, 3, st, store.RateStatus{Limit: 2, Window: time.Minute, Remaining: 0, Reset: reset, Allowed: true})
@@ -208,5 +293,15 @@ func sameStatus(t *testing.T, i int, got, want store.RateStatus) {
 	if got.Limit != want.Limit || got.Window != want.Window || got.Remaining != want.Remaining ||
 		got.Allowed != want.Allowed || !got.Reset.Equal(want.Reset) {
 		t.Fatalf("request %d: status = %+v, want %+v", i, got, want)
+	}
+}
+
+// wantRefund calls Refund and checks whether it gave a request back.
+func wantRefund(t *testing.T, e *env, l store.Limit, want bool, when string) {
+	t.Helper()
+	ok, err := e.s.Refund(e.ctx, e.grantID, l)
+	wantErr(t, "Refund "+when, err, nil)
+	if ok != want {
+		t.Fatalf("Refund %s = %v, want %v", when, ok, want)
 	}
 }
