@@ -49,7 +49,10 @@ FUZZ_TARGETS = \
 	caddymodule:FuzzClientBasic \
 	caddymodule:FuzzBearerToken \
 	caddymodule:FuzzCaddyfile \
-	caddymodule:FuzzFormAction
+	caddymodule:FuzzFormAction \
+	caddymodule:FuzzConnectionNames \
+	caddymodule:FuzzStripCookies \
+	caddymodule/store/redisstore:FuzzDecodeToken
 
 fuzz:
 	@set -e; for pt in $(FUZZ_TARGETS); do \

@@ -104,7 +104,7 @@ func (s deadlineStore) Authenticate(ctx context.Context, grantID, accessDigest s
 	return s.st.Authenticate(ctx, grantID, accessDigest, l)
 }
 
-func (s deadlineStore) Refund(ctx context.Context, grantID string, l store.Limit) error {
+func (s deadlineStore) Refund(ctx context.Context, grantID string, l store.Limit) (bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	return s.st.Refund(ctx, grantID, l)
