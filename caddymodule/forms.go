@@ -109,16 +109,23 @@ func (a *App) loginBinding(w http.ResponseWriter, r *http.Request) (string, erro
 	if err != nil {
 		return "", err
 	}
+	setCookie(w, r, loginCookie, id, pendingLifetime)
+	return id, nil
+}
+
+// setCookie sets one of the gateway's cookies: site-wide, HttpOnly,
+// SameSite=Lax (sent on the top-level navigation back from a partner, not
+// on cross-site posts), Secure when the request came over TLS.
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string, life time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     loginCookie,
-		Value:    id,
+		Name:     name,
+		Value:    value,
 		Path:     "/",
-		MaxAge:   int(pendingLifetime / time.Second),
+		MaxAge:   int(life / time.Second),
 		HttpOnly: true,
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return id, nil
 }
 
 // readLoginCookie returns the request's login cookie, or "" when it has

@@ -84,15 +84,7 @@ func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err := a.store.SetBlob(ctx, sessionKey(digest), raw, life); err != nil {
 		return "", fmt.Errorf("saving session: %w", err)
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     sessionCookie,
-		Value:    id,
-		Path:     "/",
-		MaxAge:   int(life / time.Second),
-		HttpOnly: true,
-		Secure:   r.TLS != nil,
-		SameSite: http.SameSiteLaxMode,
-	})
+	setCookie(w, r, sessionCookie, id, life)
 	return digest, nil
 }
 

@@ -106,6 +106,8 @@ func TestAPITokenElsewhereCannotBeDisguised(t *testing.T) {
 		for _, tc := range []struct {
 			name, query, body string
 		}{
+			{"query", "?access_token=" + tok.AccessToken, ""},
+			{"form body", "", "access_token=" + tok.AccessToken},
 			{"percent-encoded name in the query", "?access%5Ftoken=" + tok.AccessToken, ""},
 			{"upper-case name in the query", "?ACCESS_TOKEN=" + tok.AccessToken, ""},
 			{"repeated name in the query", "?access_token=x&access_token=" + tok.AccessToken, ""},
