@@ -51,7 +51,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 		used = g.LastUsedAt.UnixMilli()
 	}
 	res, err := s.scripts.saveGrant.Run(ctx, s.client,
-		[]string{grantKey(g.ID), tokensKey(g.ID)},
+		[]string{grantKey(g.ID)},
 		now, now+ttl.Milliseconds(), newNonce(), g.ID, g.ClientID, g.Subject,
 		scopes, profile, created, used,
 	).Result()
@@ -92,15 +92,15 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 	return g, nil
 }
 
-// RevokeGrant deletes the grant atomically, then its codes, tokens and
-// counters and its entry in the subject's index in best-effort round trips
-// (see revoked).
+// RevokeGrant deletes the grant, its tokens and its counter atomically (one
+// script over the grant's hash and counter), then drops its entry in the
+// subject's index in a best-effort round trip (see revoked).
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, error) {
 	if !validGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.revokeGrant.Run(ctx, s.client,
-		[]string{grantKey(grantID), tokensKey(grantID)}, s.nowMillis()).Result()
+		[]string{grantKey(grantID), counterKey(grantID)}, s.nowMillis()).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", err)
 	}
@@ -115,17 +115,15 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, e
 }
 
 // revoked finishes what a revoking script did, given its reply {grant
-// fields and nonce, index members}: it deletes the grant's dead keys (see
-// cleanup) and drops the grant from its subject's index. Both are best
-// effort: the grant is already gone, the nonce makes the keys dead, and
-// ListGrants skips and prunes an entry whose grant is gone.
+// fields and nonce, {}}: it drops the grant from its subject's index. That
+// is best effort: the grant is already gone, and ListGrants skips and
+// prunes an entry whose grant is gone.
 func (s *Store) revoked(ctx context.Context, res any) (store.Grant, error) {
 	arr, ok := res.([]any)
 	if !ok || len(arr) != 2 {
 		return store.Grant{}, errReply(res)
 	}
 	fields, _ := arr[0].([]any)
-	members, _ := arr[1].([]any)
 	if len(fields) != 9 {
 		return store.Grant{}, errReply(res)
 	}
@@ -133,7 +131,6 @@ func (s *Store) revoked(ctx context.Context, res any) (store.Grant, error) {
 	if err != nil {
 		return store.Grant{}, err
 	}
-	s.cleanup(ctx, members)
 	nonce, _ := fields[8].(string)
 	s.unindex(ctx, g.Subject, g.ID, nonce)
 	return g, nil
