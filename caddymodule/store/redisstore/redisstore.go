@@ -12,6 +12,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -134,7 +135,11 @@ func (s *Store) Close() error {
 func grantKey(grantID string) string          { return "tg:{" + grantID + "}:grant" }
 func counterKey(grantID string) string        { return "tg:{" + grantID + "}:rl" }
 func codeKey(grantID, digest string) string   { return "tg:{" + grantID + "}:code:" + digest }
-func markerKey(grantID, digest string) string { return "tg:{" + grantID + "}:codeused:" + digest }
+// markerKey is a consumed code's replay marker, named by 128 bits of the
+// code's digest (ringForm), base64url-encoded to keep the key short.
+func markerKey(grantID, digest string) string {
+	return "tg:{" + grantID + "}:cu:" + base64.RawURLEncoding.EncodeToString([]byte(ringForm(digest)))
+}
 func blobKey(key string) string               { return "tg:b:" + key }
 
 // failureKey is a failure counter's key (failure.go). The key is its own

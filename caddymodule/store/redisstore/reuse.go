@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -28,7 +29,7 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 	}
 	res, err := s.scripts.checkReuse.Run(ctx, s.client,
 		[]string{grantKey(grantID), counterKey(grantID)},
-		s.nowMillis(), grace.Milliseconds(), refreshDigest,
+		s.nowMillis(), grace.Milliseconds(), ringForm(refreshDigest),
 	).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis check reuse: %w", err)
@@ -36,7 +37,7 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 	if n, ok := res.(int64); ok && n == resNotFound {
 		return store.Grant{}, store.ErrNotFound
 	}
-	g, err := s.revoked(ctx, res)
+	g, err := s.revoked(ctx, grantID, res)
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis check reuse: %w", err)
 	}
@@ -50,15 +51,15 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 // KEYS: grant, counter. ARGV: now, grace ms, digest.
 const luaCheckReuse = `
 local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-local p = string.sub(ARGV[3], 1, 32) -- ringDigest
+local p = ARGV[3]
 local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
-local gexp = tonumber(g[8])
+local gexp = tonumber(g[7])
 if not gexp or gexp <= now then return 0 end
 for i = 0, RING - 1 do
   local m = redis.call('HGET', KEYS[1], 'o' .. i)
   if m then
-    local d, at, exp = string.match(m, '^(.*):(%-?%d+):(%-?%d+)$')
-    if d == p then
+    local at, exp = struct.unpack('>i6i6', m, #m - 11)
+    if string.sub(m, 1, #m - 12) == p then
       if tonumber(exp) <= now or now - tonumber(at) <= grace then return 0 end
       revoke(KEYS[1], KEYS[2])
       return {g, {}}
@@ -67,3 +68,17 @@ for i = 0, RING - 1 do
 end
 return 0
 `
+
+// ringForm is what the ring keeps of a refresh token's digest: 128 bits,
+// as 16 bytes when the digest is hex (oauth.Digest's 64 hex digits), else
+// its first 32 characters.
+func ringForm(digest string) string {
+	if len(digest) < ringDigest {
+		return digest
+	}
+	var b [ringDigest / 2]byte
+	if _, err := hex.Decode(b[:], []byte(digest[:ringDigest])); err != nil {
+		return digest[:ringDigest]
+	}
+	return string(b[:])
+}

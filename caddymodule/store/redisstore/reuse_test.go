@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -34,9 +35,13 @@ func TestRotationRing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var want [12]byte // the ring's times: 6-byte big-endian milliseconds
 		at, exp := f.clk.Now().UnixMilli(), f.fresh.ExpiresAt.UnixMilli()
-		if want := "rt1:" + itoa(at) + ":" + itoa(exp); v[0] != want || v[1] != "1" || v[2] != "rt2" || v[3] != "at2" {
-			t.Errorf("o0, oi, r, a = %q, want %q, 1, rt2, at2", v, want)
+		for i := range 6 {
+			want[5-i], want[11-i] = byte(at>>(8*i)), byte(exp>>(8*i))
+		}
+		if v[0] != "rt1"+string(want[:]) || v[1] != "1" || v[2] != "rt2" || v[3] != "at2" {
+			t.Errorf("o0, oi, r, a = %q, want %q, 1, rt2, at2", v, "rt1"+string(want[:]))
 		}
 	})
 
@@ -58,8 +63,9 @@ func TestRotationRing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(v) < ringDigest || v[:ringDigest+1] != long[:ringDigest]+":" {
-			t.Errorf("o1 = %q, want it to start with %q", v, long[:ringDigest])
+		raw, _ := hex.DecodeString(long[:ringDigest])
+		if len(v) != 16+12 || v[:16] != string(raw) {
+			t.Errorf("o1 = %x, want 28 bytes starting with %x", v, raw)
 		}
 		f.clk.Advance(time.Minute)
 		if _, err := f.s.CheckReuse(ctx, f.id, long, grace); !errors.Is(err, store.ErrRefreshReused) {

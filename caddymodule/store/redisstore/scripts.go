@@ -117,7 +117,14 @@ local function putpair(gkey, a, i)
   end
   local exp = tonumber(a[i + 1])
   if a[i + 5] ~= '' then
-    redis.call('HSET', gkey, 'r', a[i + 5], 'rx', a[i + 6], 'rs', a[i + 7])
+    redis.call('HSET', gkey, 'r', a[i + 5], 'rx', a[i + 6])
+    -- A refresh token's scopes are almost always its access token's:
+    -- then they are not stored twice.
+    if a[i + 7] ~= a[i + 2] then
+      redis.call('HSET', gkey, 'rs', a[i + 7])
+    else
+      redis.call('HDEL', gkey, 'rs')
+    end
     local rexp = tonumber(a[i + 6])
     if rexp > exp then exp = rexp end
   else
@@ -193,15 +200,15 @@ if gexp and gexp > now then
   return g[6] or ''
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'id', ARGV[4], 'cid', ARGV[5], 'sub', ARGV[6],
-  'scp', ARGV[7], 'created', ARGV[9], 'used', ARGV[10], 'exp', exp, 'n', ARGV[3])
+redis.call('HSET', KEYS[1], 'cid', ARGV[5], 'sub', ARGV[6],
+  'scp', ARGV[7], 'c', ARGV[9], 'u', ARGV[10], 'exp', exp, 'n', ARGV[3])
 if ARGV[8] ~= '{}' then redis.call('HSET', KEYS[1], 'prof', ARGV[8]) end
 gc(KEYS[1], exp, now)
 return ARGV[3]
 `
 
 // grantFields is the HMGET a revoking script replies with (see revoked).
-const luaGrantFields = `'id', 'cid', 'sub', 'scp', 'prof', 'created', 'used', 'exp', 'n'`
+const luaGrantFields = `'cid', 'sub', 'scp', 'prof', 'c', 'u', 'exp', 'n'`
 
 // luaRevokeGrant returns {grant fields and nonce, {}} or 0.
 //
@@ -209,7 +216,7 @@ const luaGrantFields = `'id', 'cid', 'sub', 'scp', 'prof', 'created', 'used', 'e
 const luaRevokeGrant = `
 local now = tonumber(ARGV[1])
 local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
-local gexp = tonumber(g[8])
+local gexp = tonumber(g[7])
 if not gexp or gexp <= now then return 0 end
 revoke(KEYS[1], KEYS[2])
 return {g, {}}
@@ -233,10 +240,10 @@ return 1
 // KEYS: grant, code, marker, counter. ARGV: now, marker expiry.
 const luaConsumeCode = `
 local now = tonumber(ARGV[1])
-local mk = redis.call('HMGET', KEYS[3], 's', 'exp')
-if mk[1] and tonumber(mk[2]) > now then
-  if mk[1] == 'issued' then revoke(KEYS[1], KEYS[4]) end
-  redis.call('HSET', KEYS[3], 's', 'replayed')
+local mk = redis.call('GET', KEYS[3])
+if mk and tonumber(string.sub(mk, 2)) > now then
+  if string.sub(mk, 1, 1) == 'i' then revoke(KEYS[1], KEYS[4]) end
+  redis.call('SET', KEYS[3], 'r' .. string.sub(mk, 2), 'KEEPTTL')
   return {'replayed', {}}
 end
 local c = redis.call('HMGET', KEYS[2], 'exp', 'n', 'rec')
@@ -245,10 +252,7 @@ redis.call('DEL', KEYS[2])
 if tonumber(c[1]) <= now then return 0 end
 local gexp, nonce = live(KEYS[1], now)
 if not gexp or nonce ~= c[2] then return 0 end
-local mexp = tonumber(ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], 's', 'consumed', 'exp', mexp)
-gc(KEYS[3], mexp, now)
+redis.call('SET', KEYS[3], 'c' .. ARGV[2], 'PX', tonumber(ARGV[2]) - now + MARGIN)
 return c[3]
 `
 
@@ -259,17 +263,17 @@ return c[3]
 // it.
 const luaIssueTokens = `
 local now = tonumber(ARGV[1])
-local mk = redis.call('HMGET', KEYS[2], 's', 'exp')
-if not mk[1] or tonumber(mk[2]) <= now then return 0 end
-if mk[1] ~= 'consumed' then
+local mk = redis.call('GET', KEYS[2])
+if not mk or tonumber(string.sub(mk, 2)) <= now then return 0 end
+if string.sub(mk, 1, 1) ~= 'c' then
   revoke(KEYS[1], KEYS[3])
-  redis.call('HSET', KEYS[2], 's', 'replayed')
+  redis.call('SET', KEYS[2], 'r' .. string.sub(mk, 2), 'KEEPTTL')
   return {'replayed', {}}
 end
 local gexp = live(KEYS[1], now)
 if not gexp then return 0 end
 extend(KEYS[1], gexp, putpair(KEYS[1], ARGV, 2), now)
-redis.call('HSET', KEYS[2], 's', 'issued')
+redis.call('SET', KEYS[2], 'i' .. string.sub(mk, 2), 'KEEPTTL')
 return 1
 `
 
@@ -282,7 +286,7 @@ local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', 'a', 'ax', 'as', 'lc
 local gexp = tonumber(g[1])
 if not gexp or gexp <= now then return 0 end
 local d, x, s, pair, lc, lw = g[4], g[5], g[6], g[9] or '', g[7] or '0', g[8] or '0'
-if ARGV[2] == 'rt' then d, x, s, pair, lc, lw = g[9], g[10], g[11], g[4] or '', '0', '0' end
+if ARGV[2] == 'rt' then d, x, s, pair, lc, lw = g[9], g[10], g[11] or g[6], g[4] or '', '0', '0' end
 if d ~= ARGV[3] or tonumber(x) <= now then return 0 end
 return 't2;' .. #g[2] .. ':' .. g[2] .. #g[3] .. ':' .. g[3] .. #pair .. ':' .. pair ..
   #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (s or '')
@@ -295,8 +299,8 @@ return 't2;' .. #g[2] .. ':' .. g[2] .. #g[3] .. ':' .. g[3] .. #pair .. ':' .. 
 // (reuse.go), replacing the oldest entry, and the new pair replaces the
 // current one, all in the one hash.
 //
-// KEYS: grant. ARGV: now, old refresh digest, then the new pair as putpair
-// takes it.
+// KEYS: grant. ARGV: now, old refresh digest, its ring form (ringForm),
+// then the new pair as putpair takes it.
 const luaRotate = `
 local now = tonumber(ARGV[1])
 local g = redis.call('HMGET', KEYS[1], 'exp', 'r', 'rx', 'oi')
@@ -304,9 +308,9 @@ local gexp = tonumber(g[1])
 if not gexp or gexp <= now then return 0 end
 if g[2] ~= ARGV[2] or tonumber(g[3]) <= now then return 0 end
 local i = tonumber(g[4]) or 0
-redis.call('HSET', KEYS[1], 'o' .. i, string.sub(ARGV[2], 1, 32) .. ':' .. ARGV[1] .. ':' .. g[3],
+redis.call('HSET', KEYS[1], 'o' .. i, ARGV[3] .. struct.pack('>i6i6', now, tonumber(g[3])),
   'oi', (i + 1) % RING)
-extend(KEYS[1], gexp, putpair(KEYS[1], ARGV, 3), now)
+extend(KEYS[1], gexp, putpair(KEYS[1], ARGV, 4), now)
 return 1
 `
 
@@ -326,12 +330,12 @@ return 1
 // KEYS: grant, counter. ARGV: now, limit count, window ms, access digest.
 const luaAuthenticate = `
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'used', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
+local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
 if g[1] ~= ARGV[4] then return 0 end
 local texp, gexp = tonumber(g[2]), tonumber(g[3])
 if not texp or texp <= now or not gexp or gexp <= now then return 0 end
 if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
-  redis.call('HSET', KEYS[1], 'used', now)
+  redis.call('HSET', KEYS[1], 'u', now)
 end
 local lc, lw, pair = g[5] or '0', g[6] or '0', g[9] or ''
 local rec = 't2;' .. #g[7] .. ':' .. g[7] .. #g[8] .. ':' .. g[8] .. #pair .. ':' .. pair ..

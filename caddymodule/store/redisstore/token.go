@@ -45,7 +45,7 @@ func (s *Store) Rotate(ctx context.Context, grantID, oldRefresh string, p store.
 	if !validGrantID(grantID) || oldRefresh == "" {
 		return store.ErrNotFound
 	}
-	args := append([]any{s.nowMillis(), oldRefresh}, w.args()...)
+	args := append([]any{s.nowMillis(), oldRefresh, ringForm(oldRefresh)}, w.args()...)
 	n, err := s.scripts.rotate.Run(ctx, s.client, []string{grantKey(grantID)}, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("redis rotate: %w", err)
