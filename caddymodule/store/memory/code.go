@@ -23,6 +23,9 @@ func (s *Store) SaveCode(_ context.Context, grantID, digest string, c store.Code
 		return store.ErrNotFound
 	}
 	c.Scopes = slices.Clone(c.Scopes)
+	if g.codes == nil {
+		g.codes = make(map[string]store.Code)
+	}
 	g.codes[digest] = c
 	g.exp = max(g.exp, c.ExpiresAt.UnixMilli())
 	return nil
@@ -38,12 +41,13 @@ func (s *Store) ConsumeCode(_ context.Context, grantID, digest string) (store.Co
 		return store.Code{}, errClosed
 	}
 	now := s.nowMillis()
-	ref := codeRef{grantID, digest}
-	if m := s.markers[ref]; m != nil && m.exp > now {
+	ref := codeRef{grantID, ringForm(digest)}
+	if m, ok := s.markers[ref]; ok && m.exp > now {
 		if m.state == issued {
 			s.revoke(grantID)
 		}
 		m.state = replayed
+		s.markers[ref] = m
 		return store.Code{}, store.ErrCodeReplayed
 	}
 	g := s.grants[grantID]
@@ -55,10 +59,13 @@ func (s *Store) ConsumeCode(_ context.Context, grantID, digest string) (store.Co
 		return store.Code{}, store.ErrNotFound
 	}
 	delete(g.codes, digest)
+	if len(g.codes) == 0 {
+		g.codes = nil // a map keeps its buckets when emptied
+	}
 	if c.ExpiresAt.UnixMilli() <= now || g.exp <= now {
 		return store.Code{}, store.ErrNotFound
 	}
-	s.markers[ref] = &marker{state: consumed, exp: now + markerLife}
+	s.markers[ref] = marker{state: consumed, exp: now + markerLife}
 	return c, nil
 }
 
@@ -73,13 +80,15 @@ func (s *Store) IssueTokens(_ context.Context, grantID, codeDigest string, p sto
 		return errClosed
 	}
 	now := s.nowMillis()
-	m := s.markers[codeRef{grantID, codeDigest}]
-	if m == nil || m.exp <= now {
+	ref := codeRef{grantID, ringForm(codeDigest)}
+	m, ok := s.markers[ref]
+	if !ok || m.exp <= now {
 		return store.ErrNotFound
 	}
 	if m.state != consumed {
 		s.revoke(grantID)
 		m.state = replayed
+		s.markers[ref] = m
 		return store.ErrCodeReplayed
 	}
 	g := s.live(grantID, now)
@@ -88,28 +97,47 @@ func (s *Store) IssueTokens(_ context.Context, grantID, codeDigest string, p sto
 	}
 	g.put(p)
 	m.state = issued
+	s.markers[ref] = m
 	return nil
 }
 
-// put stores a pair, each token naming the other as its Pair whatever the
-// caller set, and extends the grant to outlive both.
+// put makes p the grant's one pair, each token naming the other as its
+// Pair whatever the caller set, and extends the grant to outlive both. A
+// token's client and subject are its grant's, as on Redis. The refresh
+// token shares the access token's scopes when they are the same.
 func (g *grant) put(p store.Pair) {
-	p.Access.Pair = p.Refresh.Digest
-	p.Access.Scopes = slices.Clone(p.Access.Scopes)
-	p.Access.ExpiresAt = millis(p.Access.ExpiresAt)
-	g.tokens[tokenRef{store.Access, p.Access.Digest}] = p.Access
-	g.exp = max(g.exp, p.Access.ExpiresAt.UnixMilli())
+	g.access = token{
+		digest: p.Access.Digest,
+		exp:    p.Access.ExpiresAt.UnixMilli(),
+		scopes: g.g.Scopes, // usually the same: shared, never written to
+		limit:  p.Access.Limit,
+	}
+	if !slices.Equal(p.Access.Scopes, g.g.Scopes) {
+		g.access.scopes = slices.Clone(p.Access.Scopes)
+	}
+	g.exp = max(g.exp, g.access.exp)
+	g.refresh = token{}
 	if p.Refresh.Digest != "" {
-		p.Refresh.Pair = p.Access.Digest
-		p.Refresh.Scopes = slices.Clone(p.Refresh.Scopes)
-		p.Refresh.ExpiresAt = millis(p.Refresh.ExpiresAt)
-		g.tokens[tokenRef{store.Refresh, p.Refresh.Digest}] = p.Refresh
-		g.exp = max(g.exp, p.Refresh.ExpiresAt.UnixMilli())
+		g.refresh = token{digest: p.Refresh.Digest, exp: p.Refresh.ExpiresAt.UnixMilli(), scopes: g.access.scopes}
+		if !slices.Equal(p.Refresh.Scopes, p.Access.Scopes) {
+			g.refresh.scopes = slices.Clone(p.Refresh.Scopes)
+		}
+		g.exp = max(g.exp, g.refresh.exp)
 	}
 }
 
-// millis truncates to the millisecond, the precision the Redis store keeps.
-func millis(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()) }
+// token returns the stored token as a store.Token, its scopes shared with
+// the store's: the caller clones them before they leave the lock.
+func (g *grant) token(kind store.Kind) store.Token {
+	t, pair := g.access, g.refresh.digest
+	if kind == store.Refresh {
+		t, pair = g.refresh, g.access.digest
+	}
+	return store.Token{
+		Digest: t.digest, ClientID: g.g.ClientID, Subject: g.g.Subject, Scopes: t.scopes,
+		ExpiresAt: time.UnixMilli(t.exp), Pair: pair, Limit: t.limit,
+	}
+}
 
 // checkPair rejects what no handler should send; the access token's budget
 // is checked here, once, so that the hot path can trust it.

@@ -62,9 +62,9 @@ func TestSweep(t *testing.T) {
 	if g == nil {
 		t.Fatal("live grant swept")
 	}
-	if len(g.codes) != 0 || len(g.tokens) != 1 || len(s.markers) != 0 || len(s.counters) != 0 || len(s.blobs) != 0 {
-		t.Errorf("after sweep: %d codes, %d tokens, %d markers, %d counters, %d blobs; want 0, 1, 0, 0, 0",
-			len(g.codes), len(g.tokens), len(s.markers), len(s.counters), len(s.blobs))
+	if g.codes != nil || g.access.digest != "" || g.refresh.digest != "r1" || len(s.markers) != 0 || len(s.counters) != 0 || len(s.blobs) != 0 {
+		t.Errorf("after sweep: codes %v, access %q, refresh %q, %d markers, %d counters, %d blobs; want none, none, r1, 0, 0, 0",
+			g.codes, g.access.digest, g.refresh.digest, len(s.markers), len(s.counters), len(s.blobs))
 	}
 	if _, ok := s.failures[failureRef{"login:y", (100 * time.Hour).Milliseconds()}]; len(s.failures) != 1 || !ok {
 		t.Errorf("after sweep: failure counters %v, want only login:y's 100h window", s.failures)

@@ -41,9 +41,7 @@ func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pa
 	if !ok {
 		return store.ErrNotFound
 	}
-	delete(g.tokens, tokenRef{store.Refresh, oldRefresh})
-	delete(g.tokens, tokenRef{store.Access, old.Pair})
-	g.markRotated(oldRefresh, now, old.ExpiresAt.UnixMilli())
+	g.ring.add(oldRefresh, now, old.ExpiresAt.UnixMilli())
 	g.put(p)
 	return nil
 }
@@ -119,11 +117,14 @@ func (s *Store) token(grantID string, kind store.Kind, digest string, now int64)
 	if g == nil {
 		return store.Token{}, nil, false
 	}
-	t, ok := g.tokens[tokenRef{kind, digest}]
-	if !ok || t.ExpiresAt.UnixMilli() <= now {
+	t := g.access
+	if kind == store.Refresh {
+		t = g.refresh
+	}
+	if digest == "" || t.digest != digest || t.exp <= now {
 		return store.Token{}, nil, false
 	}
-	return t, g, true
+	return g.token(kind), g, true
 }
 
 // checkLimit rejects budgets the gateway should never have been configured

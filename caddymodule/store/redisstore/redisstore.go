@@ -132,15 +132,16 @@ func (s *Store) Close() error {
 
 // Key layout. Everything of a grant shares the "{<grant>}" hash tag.
 // The grant's hash holds its tokens too (scripts.go).
-func grantKey(grantID string) string          { return "tg:{" + grantID + "}:grant" }
-func counterKey(grantID string) string        { return "tg:{" + grantID + "}:rl" }
-func codeKey(grantID, digest string) string   { return "tg:{" + grantID + "}:code:" + digest }
+func grantKey(grantID string) string        { return "tg:{" + grantID + "}:grant" }
+func counterKey(grantID string) string      { return "tg:{" + grantID + "}:rl" }
+func codeKey(grantID, digest string) string { return "tg:{" + grantID + "}:code:" + digest }
+
 // markerKey is a consumed code's replay marker, named by 128 bits of the
 // code's digest (ringForm), base64url-encoded to keep the key short.
 func markerKey(grantID, digest string) string {
 	return "tg:{" + grantID + "}:cu:" + base64.RawURLEncoding.EncodeToString([]byte(ringForm(digest)))
 }
-func blobKey(key string) string               { return "tg:b:" + key }
+func blobKey(key string) string { return "tg:b:" + key }
 
 // failureKey is a failure counter's key (failure.go). The key is its own
 // hash tag; what follows the last "}:" is digits, so two different (key,
