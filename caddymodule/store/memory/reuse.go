@@ -13,7 +13,7 @@ import (
 // Redis (redisstore/scripts.go): the grant's size must not grow with its
 // rotations. README.md ("Refresh tokens, reuse and disconnect") says what
 // the ring catches and what it does not.
-const ringSize = 4
+const ringSize = store.RotatedRemembered
 
 // ring holds the last ringSize refresh tokens rotated out of a grant.
 type ring struct {

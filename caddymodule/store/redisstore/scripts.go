@@ -1,6 +1,10 @@
 package redisstore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
 
 // Record layout, shared by every script (all times are Unix milliseconds of
 // the store's injected clock, never Redis's own clock). A grant is one hash,
@@ -49,7 +53,7 @@ const gcMargin = 60_000 // ms
 
 // ringSize is how many rotated-out refresh tokens a grant remembers
 // (reuse.go). Spelt as a literal in luaPrelude, like gcMargin.
-const ringSize = 4
+const ringSize = store.RotatedRemembered
 
 // ringDigest is how much of a rotated-out digest the ring keeps: 32 hex
 // digits, 128 bits of SHA-256.
