@@ -48,6 +48,9 @@ func TestScriptConstants(t *testing.T) {
 	if !strings.Contains(luaPrelude, "MARGIN = "+strconv.Itoa(gcMargin)+" ") {
 		t.Errorf("luaPrelude's MARGIN differs from gcMargin %d", gcMargin)
 	}
+	if want := "'" + strings.Join(append(slices.Clone(grantFields), "n"), "', '") + "'"; luaGrantFields != want {
+		t.Errorf("luaGrantFields = %s, want %s", luaGrantFields, want)
+	}
 	if !strings.Contains(luaPrelude, "RING = "+strconv.Itoa(ringSize)+" ") {
 		t.Errorf("luaPrelude's RING differs from ringSize %d", ringSize)
 	}

@@ -10,21 +10,26 @@ import (
 // the store's injected clock, never Redis's own clock). A grant is one hash,
 // and everything it holds is bounded: no key is written per rotation, so a
 // grant costs the same after 10,000 refreshes as after its first token
-// (README.md "Refresh tokens, reuse and disconnect"):
+// (README.md "What a grant costs, and how far back reuse is caught"):
 //
-//	grant hash: id cid sub scp(JSON array) prof(JSON object) created used exp n
+//	grant hash: cid sub scp(JSON array) prof(JSON object, absent when empty)
+//	            c(created) u(last used) exp n(nonce); the id is in the key
 //	            the current pair:
-//	              a ax as   access digest, expiry, scopes (record.go)
+//	              a ax as   access digest, expiry, scopes (encodeScopes)
 //	              lc lw     the access token's budget (count, window ms),
 //	                        absent when it has none
-//	              r rx rs   refresh digest, expiry, scopes; absent when the
-//	                        pair has no refresh token
+//	              r rx rs   refresh digest, expiry, scopes; rs is absent
+//	                        when they are the access token's, r rx rs when
+//	                        the pair has no refresh token
 //	            the rotation ring (reuse.go):
-//	              o0..o3    "<digest prefix>:<rotated at>:<would expire at>"
-//	                        of the last ringSize refresh tokens rotated out
+//	              o0..o3    one rotated-out refresh token each: 128 bits of
+//	                        its digest (ringForm), then when it was rotated
+//	                        out and when it would have expired, 6-byte
+//	                        big-endian integers (struct.pack '>i6i6')
 //	              oi        the slot the next rotation writes
 //	code   hash: exp n rec(JSON store.Code)
-//	marker hash: s(consumed|replayed|issued) exp
+//	marker string: state (c consumed, r replayed, i issued) and expiry, e.g.
+//	             "c1893456000000"; named by 128 bits of the code's digest
 //	rl     hash: i(window index) n(requests counted in that window)
 //
 // Every value stays short (a digest, a number, a short scope list), so Redis
@@ -52,11 +57,12 @@ import (
 const gcMargin = 60_000 // ms
 
 // ringSize is how many rotated-out refresh tokens a grant remembers
-// (reuse.go). Spelt as a literal in luaPrelude, like gcMargin.
+// (reuse.go, store.RotatedRemembered). Spelt as a literal in luaPrelude,
+// like gcMargin.
 const ringSize = store.RotatedRemembered
 
-// ringDigest is how much of a rotated-out digest the ring keeps: 32 hex
-// digits, 128 bits of SHA-256.
+// ringDigest is how many hex digits of a digest the ring and the replay
+// markers keep: 32, 128 bits of SHA-256 (ringForm).
 const ringDigest = 32
 
 // lastUsedGranularity is how stale a grant's last_used may get before
@@ -175,8 +181,8 @@ func newScripts() scripts {
 // one, and returns the grant's nonce for the subject's index (or -1). cjson
 // encodes an empty table as "{}", hence the explicit "[]".
 //
-// KEYS: grant. ARGV: now, exp, nonce, id, client, subject, scopes JSON,
-// profile JSON, created, used.
+// KEYS: grant. ARGV: now, exp, nonce, id (unused: it is in the key),
+// client, subject, scopes JSON, profile JSON, created, used.
 const luaSaveGrant = `
 local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
 local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', 'scp', 'prof', 'n')
@@ -211,7 +217,9 @@ gc(KEYS[1], exp, now)
 return ARGV[3]
 `
 
-// grantFields is the HMGET a revoking script replies with (see revoked).
+// luaGrantFields is the HMGET a revoking script replies with (see
+// revoked): grantFields and the nonce. TestScriptConstants keeps the two in
+// step.
 const luaGrantFields = `'cid', 'sub', 'scp', 'prof', 'c', 'u', 'exp', 'n'`
 
 // luaRevokeGrant returns {grant fields and nonce, {}} or 0.
