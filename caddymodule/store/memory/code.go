@@ -109,10 +109,10 @@ func (g *grant) put(p store.Pair) {
 	g.access = token{
 		digest: p.Access.Digest,
 		exp:    p.Access.ExpiresAt.UnixMilli(),
-		scopes: g.g.Scopes, // usually the same: shared, never written to
+		scopes: g.scopes, // usually the same: shared, never written to
 		limit:  p.Access.Limit,
 	}
-	if !slices.Equal(p.Access.Scopes, g.g.Scopes) {
+	if !slices.Equal(p.Access.Scopes, g.scopes) {
 		g.access.scopes = slices.Clone(p.Access.Scopes)
 	}
 	g.exp = max(g.exp, g.access.exp)
@@ -134,7 +134,7 @@ func (g *grant) token(kind store.Kind) store.Token {
 		t, pair = g.refresh, g.access.digest
 	}
 	return store.Token{
-		Digest: t.digest, ClientID: g.g.ClientID, Subject: g.g.Subject, Scopes: t.scopes,
+		Digest: t.digest, ClientID: g.clientID, Subject: g.subject, Scopes: t.scopes,
 		ExpiresAt: time.UnixMilli(t.exp), Pair: pair, Limit: t.limit,
 	}
 }

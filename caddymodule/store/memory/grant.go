@@ -28,10 +28,10 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	now := s.nowMillis()
 	exp := now + ttl.Milliseconds()
 	if g := s.live(in.ID, now); g != nil {
-		if g.g.ClientID != in.ClientID || g.g.Subject != in.Subject {
+		if g.clientID != in.ClientID || g.subject != in.Subject {
 			return fmt.Errorf("memory save grant: %w", errGrantOwner)
 		}
-		g.g.Scopes = dedupe(append(slices.Clip(g.g.Scopes), in.Scopes...))
+		g.scopes = dedupe(append(slices.Clip(g.scopes), in.Scopes...))
 		if len(in.Profile) > 0 {
 			p := g.profileMap()
 			if p == nil {
@@ -44,9 +44,9 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 		s.index(in.Subject, in.ID)
 		return nil
 	}
-	if old := s.grants[in.ID]; old != nil && old.g.Subject != in.Subject {
+	if old := s.grants[in.ID]; old != nil && old.subject != in.Subject {
 		// An expired grant's id, taken by another subject.
-		s.unindex(old.g.Subject, in.ID)
+		s.unindex(old.subject, in.ID)
 	}
 	created := now
 	if !in.CreatedAt.IsZero() {
@@ -56,11 +56,10 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	if !in.LastUsedAt.IsZero() {
 		used = in.LastUsedAt.UnixMilli()
 	}
-	g := &grant{g: in, exp: exp, used: used}
-	g.g.Scopes = dedupe(in.Scopes)
-	g.g.Profile = nil
-	g.profile = profilePairs(in.Profile)
-	g.g.CreatedAt = time.UnixMilli(created)
+	g := &grant{
+		id: in.ID, clientID: in.ClientID, subject: in.Subject, scopes: dedupe(in.Scopes),
+		profile: profilePairs(in.Profile), created: created, exp: exp, used: used,
+	}
 	s.grants[in.ID] = g
 	s.index(in.Subject, in.ID)
 	return nil
@@ -92,17 +91,16 @@ func (s *Store) RevokeGrant(_ context.Context, grantID string) (store.Grant, err
 		return store.Grant{}, store.ErrNotFound
 	}
 	s.revoke(grantID)
-	s.unindex(g.g.Subject, grantID)
+	s.unindex(g.subject, grantID)
 	return g.snapshot(), nil
 }
 
 // snapshot is a copy the caller may keep and change.
 func (g *grant) snapshot() store.Grant {
-	out := g.g
-	out.Scopes = slices.Clone(g.g.Scopes)
-	out.Profile = g.profileMap()
-	out.LastUsedAt = time.UnixMilli(g.used)
-	return out
+	return store.Grant{
+		ID: g.id, ClientID: g.clientID, Subject: g.subject, Scopes: slices.Clone(g.scopes),
+		Profile: g.profileMap(), CreatedAt: time.UnixMilli(g.created), LastUsedAt: time.UnixMilli(g.used),
+	}
 }
 
 // dedupe returns the scopes in order without repeats, never nil.

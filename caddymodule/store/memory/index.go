@@ -33,7 +33,7 @@ func (s *Store) unindex(subject, grantID string) {
 func (s *Store) sweepIndex(now int64) {
 	for subject, ids := range s.subjects {
 		for _, id := range slices.Clone(ids) {
-			if g := s.live(id, now); g == nil || g.g.Subject != subject {
+			if g := s.live(id, now); g == nil || g.subject != subject {
 				s.unindex(subject, id)
 			}
 		}
@@ -54,7 +54,7 @@ func (s *Store) ListGrants(_ context.Context, subject string) ([]store.Grant, er
 	out := make([]store.Grant, 0, len(ids))
 	for _, id := range ids {
 		g := s.live(id, now)
-		if g == nil || g.g.Subject != subject {
+		if g == nil || g.subject != subject {
 			s.unindex(subject, id)
 			continue
 		}

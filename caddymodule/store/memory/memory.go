@@ -63,11 +63,12 @@ type Store struct {
 // store's grant hash it holds one pair and a fixed ring of rotated-out
 // refresh tokens (reuse.go), so its size does not grow with rotations.
 type grant struct {
-	g       store.Grant // Profile is nil: see profile
-	profile []string    // profilePairs
-	exp     int64
-	used    int64                 // LastUsedAt, ms
-	codes   map[string]store.Code // pending codes; nil while there are none
+	id, clientID, subject string
+	scopes                []string
+	profile               []string              // profilePairs
+	created, exp          int64                 // ms
+	used                  int64                 // LastUsedAt, ms
+	codes                 map[string]store.Code // pending codes; nil while there are none
 	// access and refresh are the current pair; an empty digest means none.
 	access, refresh token
 	ring            ring
