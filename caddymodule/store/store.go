@@ -46,6 +46,14 @@ var (
 // days.
 const RotatedRemembered = 4
 
+// PairsPerGrant is how many token pairs a grant holds at once: a user may
+// connect one client more than once (two installs of an app, or a partner
+// that authorizes again for more scopes), and every pair works until it is
+// rotated, expires or the grant is revoked. A fixed number keeps a grant's
+// size bounded: a partner that authorizes again and again without using
+// its earlier pairs pushes out the one that would expire first.
+const PairsPerGrant = 4
+
 // Grant is one user's consent to one client.
 type Grant struct {
 	ID       string   `json:"id"`
@@ -163,9 +171,9 @@ type Store interface {
 	// IssueTokens stores the pair issued for a consumed code. It fails with
 	// ErrCodeReplayed if the code was presented again in between (and
 	// revokes the grant), and with ErrNotFound if the grant is gone. A
-	// grant holds one pair (see RotatedRemembered): the pair replaces the
-	// grant's earlier one, whose tokens are then simply not found (not a
-	// reuse).
+	// grant holds at most PairsPerGrant pairs: when it holds that many live
+	// ones, the new pair replaces the one that would expire first, whose
+	// tokens are then simply not found (not a reuse).
 	IssueTokens(ctx context.Context, grantID, codeDigest string, p Pair) error
 
 	// GetToken returns a live token of the given kind or ErrNotFound.

@@ -95,43 +95,84 @@ func (s *Store) IssueTokens(_ context.Context, grantID, codeDigest string, p sto
 	if g == nil {
 		return store.ErrNotFound
 	}
-	g.put(p)
+	g.put(p, now)
 	m.state = issued
 	s.markers[ref] = m
 	return nil
 }
 
-// put makes p the grant's one pair, each token naming the other as its
-// Pair whatever the caller set, and extends the grant to outlive both. A
-// token's client and subject are its grant's, as on Redis. The refresh
-// token shares the access token's scopes when they are the same.
-func (g *grant) put(p store.Pair) {
-	g.access = token{
-		digest: p.Access.Digest,
-		exp:    p.Access.ExpiresAt.UnixMilli(),
-		scopes: g.scopes, // usually the same: shared, never written to
-		limit:  p.Access.Limit,
-	}
-	if !slices.Equal(p.Access.Scopes, g.scopes) {
-		g.access.scopes = slices.Clone(p.Access.Scopes)
-	}
-	g.exp = max(g.exp, g.access.exp)
-	g.refresh = token{}
-	if p.Refresh.Digest != "" {
-		g.refresh = token{digest: p.Refresh.Digest, exp: p.Refresh.ExpiresAt.UnixMilli(), scopes: g.access.scopes}
-		if !slices.Equal(p.Refresh.Scopes, p.Access.Scopes) {
-			g.refresh.scopes = slices.Clone(p.Refresh.Scopes)
+// put stores a pair issued for a code: in a free slot (or one whose pair
+// has expired), else in place of the pair that would expire first, as on
+// Redis. The grant is extended to outlive both tokens.
+func (g *grant) put(p store.Pair, now int64) {
+	np := g.newPair(p)
+	for i := range g.pairs {
+		if g.pairs[i].life() <= now {
+			g.pairs[i] = np
+			return
 		}
-		g.exp = max(g.exp, g.refresh.exp)
 	}
+	if len(g.pairs) < pairSlots {
+		g.pairs = append(g.pairs, np)
+		return
+	}
+	first := 0
+	for i := range g.pairs {
+		if g.pairs[i].life() < g.pairs[first].life() {
+			first = i
+		}
+	}
+	g.pairs[first] = np
 }
 
-// token returns the stored token as a store.Token, its scopes shared with
+// newPair makes p a stored pair, each token naming the other as its Pair
+// whatever the caller set, and extends the grant to outlive both. A token's
+// client and subject are its grant's, as on Redis. Scopes equal to the
+// grant's (or the access token's) are shared, never written to.
+func (g *grant) newPair(p store.Pair) pair {
+	out := pair{access: token{
+		digest: p.Access.Digest,
+		exp:    p.Access.ExpiresAt.UnixMilli(),
+		scopes: g.scopes,
+		limit:  p.Access.Limit,
+	}}
+	if !slices.Equal(p.Access.Scopes, g.scopes) {
+		out.access.scopes = slices.Clone(p.Access.Scopes)
+	}
+	g.exp = max(g.exp, out.access.exp)
+	if p.Refresh.Digest != "" {
+		out.refresh = token{digest: p.Refresh.Digest, exp: p.Refresh.ExpiresAt.UnixMilli(), scopes: out.access.scopes}
+		if !slices.Equal(p.Refresh.Scopes, p.Access.Scopes) {
+			out.refresh.scopes = slices.Clone(p.Refresh.Scopes)
+		}
+		g.exp = max(g.exp, out.refresh.exp)
+	}
+	return out
+}
+
+// find returns the index of the pair holding the token, or -1.
+func (g *grant) find(kind store.Kind, digest string) int {
+	if digest == "" {
+		return -1
+	}
+	for i := range g.pairs {
+		t := &g.pairs[i].access
+		if kind == store.Refresh {
+			t = &g.pairs[i].refresh
+		}
+		if t.digest == digest {
+			return i
+		}
+	}
+	return -1
+}
+
+// token returns a token of pair i as a store.Token, its scopes shared with
 // the store's: the caller clones them before they leave the lock.
-func (g *grant) token(kind store.Kind) store.Token {
-	t, pair := g.access, g.refresh.digest
+func (g *grant) token(i int, kind store.Kind) store.Token {
+	t, pair := g.pairs[i].access, g.pairs[i].refresh.digest
 	if kind == store.Refresh {
-		t, pair = g.refresh, g.access.digest
+		t, pair = g.pairs[i].refresh, g.pairs[i].access.digest
 	}
 	return store.Token{
 		Digest: t.digest, ClientID: g.clientID, Subject: g.subject, Scopes: t.scopes,

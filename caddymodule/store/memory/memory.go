@@ -7,6 +7,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,10 +70,19 @@ type grant struct {
 	created, exp          int64                 // ms
 	used                  int64                 // LastUsedAt, ms
 	codes                 map[string]store.Code // pending codes; nil while there are none
-	// access and refresh are the current pair; an empty digest means none.
-	access, refresh token
-	ring            ring
+	// pairs are the grant's token pairs, at most pairSlots; an empty
+	// digest is a token that has expired or was never issued.
+	pairs []pair
+	ring  ring
 }
+
+// pairSlots is how many pairs a grant holds at once, as on Redis.
+const pairSlots = store.PairsPerGrant
+
+type pair struct{ access, refresh token }
+
+// life is when the pair's last token expires.
+func (p *pair) life() int64 { return max(p.access.exp, p.refresh.exp) }
 
 // token is a stored token: what store.Token holds beyond its grant's client
 // and subject and its pair's digest.
@@ -170,11 +180,9 @@ func (s *Store) sweep() {
 		if len(g.codes) == 0 {
 			g.codes = nil
 		}
-		if g.access.digest != "" && g.access.exp <= now {
-			g.access = token{}
-		}
-		if g.refresh.digest != "" && g.refresh.exp <= now {
-			g.refresh = token{}
+		g.pairs = slices.DeleteFunc(g.pairs, func(p pair) bool { return p.life() <= now })
+		if len(g.pairs) == 0 {
+			g.pairs = nil
 		}
 	}
 	s.sweepIndex(now)

@@ -37,12 +37,16 @@ func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pa
 		return errClosed
 	}
 	now := s.nowMillis()
-	old, g, ok := s.token(grantID, store.Refresh, oldRefresh, now)
-	if !ok {
+	g := s.live(grantID, now)
+	if g == nil {
 		return store.ErrNotFound
 	}
-	g.ring.add(oldRefresh, now, old.ExpiresAt.UnixMilli())
-	g.put(p)
+	i := g.find(store.Refresh, oldRefresh)
+	if i < 0 || g.pairs[i].refresh.exp <= now {
+		return store.ErrNotFound
+	}
+	g.ring.add(oldRefresh, now, g.pairs[i].refresh.exp)
+	g.pairs[i] = g.newPair(p)
 	return nil
 }
 
@@ -117,14 +121,15 @@ func (s *Store) token(grantID string, kind store.Kind, digest string, now int64)
 	if g == nil {
 		return store.Token{}, nil, false
 	}
-	t := g.access
-	if kind == store.Refresh {
-		t = g.refresh
-	}
-	if digest == "" || t.digest != digest || t.exp <= now {
+	i := g.find(kind, digest)
+	if i < 0 {
 		return store.Token{}, nil, false
 	}
-	return g.token(kind), g, true
+	t := g.token(i, kind)
+	if t.ExpiresAt.UnixMilli() <= now {
+		return store.Token{}, nil, false
+	}
+	return t, g, true
 }
 
 // checkLimit rejects budgets the gateway should never have been configured

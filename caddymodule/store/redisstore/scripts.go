@@ -14,7 +14,8 @@ import (
 //
 //	grant hash: cid sub scp(JSON array) prof(JSON object, absent when empty)
 //	            c(created) u(last used) exp n(nonce); the id is in the key
-//	            the current pair:
+//	            up to pairSlots pairs, slot k's fields suffixed with k
+//	            (slot 0's with nothing: "a", "a1", "a2", "a3"):
 //	              a ax as   access digest, expiry, scopes (encodeScopes)
 //	              lc lw     the access token's budget (count, window ms),
 //	                        absent when it has none
@@ -55,6 +56,11 @@ import (
 // gcMargin is how long a key outlives its logical expiry. The Lua prelude
 // spells it out as a literal; TestScriptConstants keeps the two in step.
 const gcMargin = 60_000 // ms
+
+// pairSlots is how many token pairs a grant holds at once
+// (store.PairsPerGrant). Spelt as a literal in luaPrelude, luaGetToken and
+// luaAuthenticate, like gcMargin.
+const pairSlots = store.PairsPerGrant
 
 // ringSize is how many rotated-out refresh tokens a grant remembers
 // (reuse.go, store.RotatedRemembered). Spelt as a literal in luaPrelude,
@@ -115,30 +121,63 @@ end
 local function revoke(gkey, ckey)
   redis.call('DEL', gkey, ckey)
 end
+local PAIRS = 4 -- pairSlots
+-- sfx is pair slot k's field suffix: slot 0 has none, so a grant with one
+-- pair spends no byte on it.
+local function sfx(k)
+  if k == 0 then return '' end
+  return tostring(k)
+end
+-- slotof returns the slot whose field f ('a' or 'r') is digest d, or nil.
+local function slotof(gkey, f, d)
+  if d == '' then return nil end
+  local names = {}
+  for k = 0, PAIRS - 1 do names[k + 1] = f .. sfx(k) end
+  local v = redis.call('HMGET', gkey, unpack(names))
+  for k = 0, PAIRS - 1 do
+    if v[k + 1] == d then return k end
+  end
+  return nil
+end
+-- freeslot returns the slot a new pair goes to: an empty one or one whose
+-- pair has expired, else the one whose pair would expire first.
+local function freeslot(gkey, now)
+  local best, bestexp
+  for k = 0, PAIRS - 1 do
+    local s = sfx(k)
+    local v = redis.call('HMGET', gkey, 'a' .. s, 'ax' .. s, 'rx' .. s)
+    if not v[1] then return k end
+    local e = math.max(tonumber(v[2]) or 0, tonumber(v[3]) or 0)
+    if e <= now then return k end
+    if not best or e < bestexp then best, bestexp = k, e end
+  end
+  return best
+end
 -- putpair makes a[i..i+7] (access digest, expiry, scopes, limit count,
--- limit window, refresh digest, expiry, scopes) the grant's current pair and
+-- limit window, refresh digest, expiry, scopes) the pair in slot k and
 -- returns the later of the two expiries.
-local function putpair(gkey, a, i)
-  redis.call('HSET', gkey, 'a', a[i], 'ax', a[i + 1], 'as', a[i + 2])
+local function putpair(gkey, k, a, i)
+  local s = sfx(k)
+  redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
   if tonumber(a[i + 3]) > 0 then
-    redis.call('HSET', gkey, 'lc', a[i + 3], 'lw', a[i + 4])
+    redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])
   else
-    redis.call('HDEL', gkey, 'lc', 'lw')
+    redis.call('HDEL', gkey, 'lc' .. s, 'lw' .. s)
   end
   local exp = tonumber(a[i + 1])
   if a[i + 5] ~= '' then
-    redis.call('HSET', gkey, 'r', a[i + 5], 'rx', a[i + 6])
+    redis.call('HSET', gkey, 'r' .. s, a[i + 5], 'rx' .. s, a[i + 6])
     -- A refresh token's scopes are almost always its access token's:
     -- then they are not stored twice.
     if a[i + 7] ~= a[i + 2] then
-      redis.call('HSET', gkey, 'rs', a[i + 7])
+      redis.call('HSET', gkey, 'rs' .. s, a[i + 7])
     else
-      redis.call('HDEL', gkey, 'rs')
+      redis.call('HDEL', gkey, 'rs' .. s)
     end
     local rexp = tonumber(a[i + 6])
     if rexp > exp then exp = rexp end
   else
-    redis.call('HDEL', gkey, 'r', 'rx', 'rs')
+    redis.call('HDEL', gkey, 'r' .. s, 'rx' .. s, 'rs' .. s)
   end
   return exp
 end
@@ -269,7 +308,8 @@ return c[3]
 `
 
 // luaIssueTokens returns 1, 0 (not found) or {"replayed", {}}. The pair
-// replaces the grant's current one: a grant holds one pair (reuse.go).
+// goes into a free slot, or replaces the pair that would expire first when
+// the grant already holds pairSlots live ones.
 //
 // KEYS: grant, marker, counter. ARGV: now, then the pair as putpair takes
 // it.
@@ -284,7 +324,7 @@ if string.sub(mk, 1, 1) ~= 'c' then
 end
 local gexp = live(KEYS[1], now)
 if not gexp then return 0 end
-extend(KEYS[1], gexp, putpair(KEYS[1], ARGV, 2), now)
+extend(KEYS[1], gexp, putpair(KEYS[1], freeslot(KEYS[1], now), ARGV, 2), now)
 redis.call('SET', KEYS[2], 'i' .. string.sub(mk, 2), 'KEEPTTL')
 return 1
 `
@@ -294,14 +334,23 @@ return 1
 // KEYS: grant. ARGV: now, kind (at|rt), digest.
 const luaGetToken = `
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', 'a', 'ax', 'as', 'lc', 'lw', 'r', 'rx', 'rs')
+local f = 'a'
+if ARGV[2] == 'rt' then f = 'r' end
+local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', f, f .. '1', f .. '2', f .. '3') -- pairSlots
 local gexp = tonumber(g[1])
-if not gexp or gexp <= now then return 0 end
-local d, x, s, pair, lc, lw = g[4], g[5], g[6], g[9] or '', g[7] or '0', g[8] or '0'
-if ARGV[2] == 'rt' then d, x, s, pair, lc, lw = g[9], g[10], g[11] or g[6], g[4] or '', '0', '0' end
-if d ~= ARGV[3] or tonumber(x) <= now then return 0 end
+if not gexp or gexp <= now or ARGV[3] == '' then return 0 end
+local s
+for k = 0, 3 do
+  if g[k + 4] == ARGV[3] then s = k; break end
+end
+if not s then return 0 end
+if s == 0 then s = '' else s = tostring(s) end
+local t = redis.call('HMGET', KEYS[1], 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'rx' .. s, 'rs' .. s)
+local x, sc, pair, lc, lw = t[2], t[3], t[6] or '', t[4] or '0', t[5] or '0'
+if f == 'r' then x, sc, pair, lc, lw = t[7], t[8] or t[3], t[1] or '', '0', '0' end
+if tonumber(x) <= now then return 0 end
 return 't2;' .. #g[2] .. ':' .. g[2] .. #g[3] .. ':' .. g[3] .. #pair .. ':' .. pair ..
-  #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (s or '')
+  #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 `
 
 // luaRotate returns 1 or 0 (not found): the old refresh token is not the
@@ -315,14 +364,16 @@ return 't2;' .. #g[2] .. ':' .. g[2] .. #g[3] .. ':' .. g[3] .. #pair .. ':' .. 
 // then the new pair as putpair takes it.
 const luaRotate = `
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'exp', 'r', 'rx', 'oi')
-local gexp = tonumber(g[1])
-if not gexp or gexp <= now then return 0 end
-if g[2] ~= ARGV[2] or tonumber(g[3]) <= now then return 0 end
-local i = tonumber(g[4]) or 0
-redis.call('HSET', KEYS[1], 'o' .. i, ARGV[3] .. struct.pack('>i6i6', now, tonumber(g[3])),
+local gexp = live(KEYS[1], now)
+if not gexp then return 0 end
+local k = slotof(KEYS[1], 'r', ARGV[2])
+if not k then return 0 end
+local g = redis.call('HMGET', KEYS[1], 'rx' .. sfx(k), 'oi')
+if tonumber(g[1]) <= now then return 0 end
+local i = tonumber(g[2]) or 0
+redis.call('HSET', KEYS[1], 'o' .. i, ARGV[3] .. struct.pack('>i6i6', now, tonumber(g[1])),
   'oi', (i + 1) % RING)
-extend(KEYS[1], gexp, putpair(KEYS[1], ARGV, 4), now)
+extend(KEYS[1], gexp, putpair(KEYS[1], k, ARGV, 4), now)
 return 1
 `
 
@@ -342,16 +393,25 @@ return 1
 // KEYS: grant, counter. ARGV: now, limit count, window ms, access digest.
 const luaAuthenticate = `
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
-if g[1] ~= ARGV[4] then return 0 end
-local texp, gexp = tonumber(g[2]), tonumber(g[3])
+local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as', 'a1', 'a2', 'a3') -- pairSlots
+local x, lc, lw, pair, sc = g[2], g[5], g[6], g[9], g[10]
+if g[1] ~= ARGV[4] then
+  local s
+  for k = 1, 3 do
+    if g[k + 10] == ARGV[4] then s = tostring(k); break end
+  end
+  if not s then return 0 end
+  local t = redis.call('HMGET', KEYS[1], 'ax' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'as' .. s)
+  x, lc, lw, pair, sc = t[1], t[2], t[3], t[4], t[5]
+end
+local texp, gexp = tonumber(x), tonumber(g[3])
 if not texp or texp <= now or not gexp or gexp <= now then return 0 end
 if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
   redis.call('HSET', KEYS[1], 'u', now)
 end
-local lc, lw, pair = g[5] or '0', g[6] or '0', g[9] or ''
+lc, lw, pair = lc or '0', lw or '0', pair or ''
 local rec = 't2;' .. #g[7] .. ':' .. g[7] .. #g[8] .. ':' .. g[8] .. #pair .. ':' .. pair ..
-  #g[2] .. ':' .. g[2] .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (g[10] or '')
+  #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 local limit, w = tonumber(ARGV[2]), tonumber(ARGV[3])
 if limit <= 0 then limit, w = tonumber(lc), tonumber(lw) end
 if limit <= 0 or w <= 0 then return {rec, -1, 1, 0} end

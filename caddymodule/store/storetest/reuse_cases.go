@@ -239,19 +239,58 @@ func ringCases() []testCase {
 			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
 			wantErr(t, "GetToken the current refresh token", err, nil)
 		}},
-		{"a second code's pair replaces the grant's pair, and the old refresh token is no reuse", func(t *testing.T, e *env) {
+		{"a grant holds several pairs, each rotating on its own, and a reuse of any revokes them all", func(t *testing.T, e *env) {
 			e.grant(t, "read")
-			first := e.issue(t, true)
-			second := e.issue(t, true)
+			var pairs []store.Pair
+			for range store.PairsPerGrant {
+				pairs = append(pairs, e.issue(t, true))
+			}
+			next := e.pair(true)
+			wantErr(t, "Rotate the second pair", e.s.Rotate(e.ctx, e.grantID, pairs[1].Refresh.Digest, next), nil)
+			old := pairs[1].Refresh.Digest
+			pairs[1] = next
+			for i, p := range pairs {
+				if !e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token does not authenticate", i)
+				}
+				r, err := e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+				wantErr(t, "GetToken refresh of pair "+strconv.Itoa(i), err, nil)
+				if r.Pair != p.Access.Digest {
+					t.Errorf("pair %d's refresh token names %q as its pair, want %q", i, r.Pair, p.Access.Digest)
+				}
+			}
+			e.clk.Advance(grace + time.Millisecond)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old, grace)
+			wantErr(t, "CheckReuse", err, store.ErrRefreshReused)
+			for i, p := range pairs {
+				if e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token survived the reuse", i)
+				}
+			}
+		}},
+		{"a pair beyond what a grant holds replaces the one that would expire first, which is no reuse", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			var pairs []store.Pair
+			for range store.PairsPerGrant {
+				pairs = append(pairs, e.issue(t, true))
+				e.clk.Advance(time.Minute)
+			}
+			newest := e.issue(t, true)
+			first := pairs[0]
 			if e.alive(t, first.Access.Digest) {
 				t.Errorf("the replaced access token still authenticates")
 			}
 			wantErr(t, "Rotate the replaced refresh token", e.s.Rotate(e.ctx, e.grantID, first.Refresh.Digest, e.pair(true)), store.ErrNotFound)
-			e.clk.Advance(time.Hour)
+			for i, p := range append(pairs[1:], newest) {
+				if !e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token does not authenticate", i+1)
+				}
+			}
+			e.clk.Advance(time.Minute)
 			_, err := e.s.CheckReuse(e.ctx, e.grantID, first.Refresh.Digest, grace)
 			wantErr(t, "CheckReuse of the replaced refresh token", err, store.ErrNotFound)
-			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, second.Refresh.Digest)
-			wantErr(t, "GetToken the second pair's refresh token", err, nil)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, newest.Refresh.Digest)
+			wantErr(t, "GetToken the newest refresh token", err, nil)
 		}},
 	}
 }
