@@ -31,6 +31,21 @@ func TestTokenRecord(t *testing.T) {
 	})); got != "t2;3:app5:alice3:rt113:18934560000004:50007:36000004:read" {
 		t.Errorf("record = %q, want the documented example", got)
 	}
+	// The short form the scripts send: one byte per length.
+	short := "t3;\x03\x05\x03\x0d\x04\x07" + "app" + "alice" + "rt1" + "1893456000000" + "5000" + "3600000" + "4:read"
+	got, err := decodeToken("at1", short)
+	if err != nil || got.ClientID != "app" || got.Subject != "alice" || got.Pair != "rt1" ||
+		got.ExpiresAt.UnixMilli() != 1893456000000 || got.Limit != (store.Limit{Count: 5000, Window: time.Hour}) ||
+		!slices.Equal(got.Scopes, []string{"read"}) {
+		t.Errorf("decodeToken(%q) = %+v, %v", short, got, err)
+	}
+	for _, bad := range []string{"t3;", "t3;\x01\x01\x01\x01\x01", "t3;\x01\x01\x01\x01\x01\x01abcde1", "t3;\x01\x01\x01\x01\x01\x09abcdef",
+		"t3;\x01\x01\x01\x01\x01\x01abcxyz", "t3;\x01\x01\x01\x01\x01\x01abc111" + "5:read",
+	} {
+		if _, err := decodeToken("d", bad); err == nil {
+			t.Errorf("decodeToken(%q) succeeded", bad)
+		}
+	}
 	for _, bad := range []string{"", "t2;", "t1;1:b1:c1:d1:11:01:0", "t2;1:b1:c1:d1:x1:01:0", "t2;1:b1:c1:d1:11:01:05:read",
 		"t2;1:b1:c1:d1:11:01:0-1:", "t2;1:b1:c1:d1:11:01:0:", "t2;99:a", "t2;1:b1:c1:d1:1"} {
 		if _, err := decodeToken("d", bad); err == nil {
@@ -42,6 +57,7 @@ func TestTokenRecord(t *testing.T) {
 func FuzzDecodeToken(f *testing.F) {
 	f.Add("t2;3:app5:alice3:rt113:18934560000004:50007:36000004:read")
 	f.Add("t2;0:0:0:1:01:01:0")
+	f.Add("t3;\x03\x05\x03\x0d\x04\x07app" + "alicert1189345600000050003600000" + "4:read")
 	f.Fuzz(func(t *testing.T, rec string) {
 		tok, err := decodeToken("d", rec)
 		if err != nil {

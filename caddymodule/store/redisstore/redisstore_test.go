@@ -293,6 +293,43 @@ func TestRedisLayout(t *testing.T) {
 		}
 	})
 
+	t.Run("a field of 256 bytes or more comes back in the long record form", func(t *testing.T) {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { _ = c.Close() })
+		clk := storetest.NewClock()
+		s := NewFromClient(c, clk.Now)
+		ctx := t.Context()
+		id, subject := "g"+storetest.Random(), strings.Repeat("s", 300)
+		if err := s.SaveGrant(ctx, store.Grant{ID: id, ClientID: "app", Subject: subject}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCode(ctx, id, "c", store.Code{ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ConsumeCode(ctx, id, "c"); err != nil {
+			t.Fatal(err)
+		}
+		p := store.Pair{
+			Access:  store.Token{Digest: "at", Scopes: []string{"read"}, ExpiresAt: clk.Now().Add(time.Hour)},
+			Refresh: store.Token{Digest: "rt", Scopes: []string{"read"}, ExpiresAt: clk.Now().Add(time.Hour)},
+		}
+		if err := s.IssueTokens(ctx, id, "c", p); err != nil {
+			t.Fatal(err)
+		}
+		a, _, err := s.Authenticate(ctx, id, "at", store.Limit{})
+		if err != nil || a.Subject != subject || a.Pair != "rt" {
+			t.Errorf("Authenticate = %+v, %v", a, err)
+		}
+		r, err := s.GetToken(ctx, id, store.Refresh, "rt")
+		if err != nil || r.Subject != subject || r.Pair != "at" || !slices.Equal(r.Scopes, []string{"read"}) {
+			t.Errorf("GetToken = %+v, %v", r, err)
+		}
+	})
+
 	t.Run("authenticate is one round trip", func(t *testing.T) {
 		f := newFixture(t, url)
 		for _, l := range []store.Limit{{}, {Count: 100, Window: time.Second}} {

@@ -349,7 +349,11 @@ local t = redis.call('HMGET', KEYS[1], 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s
 local x, sc, pair, lc, lw = t[2], t[3], t[6] or '', t[4] or '0', t[5] or '0'
 if f == 'r' then x, sc, pair, lc, lw = t[7], t[8] or t[3], t[1] or '', '0', '0' end
 if tonumber(x) <= now then return 0 end
-return 't2;' .. #g[2] .. ':' .. g[2] .. #g[3] .. ':' .. g[3] .. #pair .. ':' .. pair ..
+local cid, sub = g[2], g[3]
+if #cid < 256 and #sub < 256 and #pair < 256 and #x < 256 and #lc < 256 and #lw < 256 then
+  return 't3;' .. string.char(#cid, #sub, #pair, #x, #lc, #lw) .. cid .. sub .. pair .. x .. lc .. lw .. (sc or '')
+end
+return 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair ..
   #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 `
 
@@ -386,9 +390,12 @@ return 1
 // incremented while under the limit, so a client hammering an exhausted
 // budget does not push the count (and a later Refund) past the limit.
 //
-// The token, its grant and its budget are one HMGET of one hash. It runs
-// without luaPrelude, spelling out gc() instead: defining the prelude's
-// closures on every call costs Redis ~4% of this script's CPU.
+// The token, its grant and its budget are one HMGET of one hash. The
+// record's short fields are prefixed by their lengths as bytes (record.go,
+// t3): formatting six numbers as decimals cost Redis about 0.8µs a call, as
+// much as the HMGET. It runs without luaPrelude, spelling out gc()
+// instead: defining the prelude's closures on every call costs Redis ~4% of
+// this script's CPU.
 //
 // KEYS: grant, counter. ARGV: now, limit count, window ms, access digest.
 const luaAuthenticate = `
@@ -413,8 +420,13 @@ if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
   redis.call('HSET', KEYS[1], 'u', now)
 end
 lc, lw, pair = lc or '0', lw or '0', pair or ''
-local rec = 't2;' .. #g[7] .. ':' .. g[7] .. #g[8] .. ':' .. g[8] .. #pair .. ':' .. pair ..
-  #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
+local cid, sub, rec = g[7], g[8]
+if #cid < 256 and #sub < 256 and #pair < 256 and #x < 256 and #lc < 256 and #lw < 256 then
+  rec = 't3;' .. string.char(#cid, #sub, #pair, #x, #lc, #lw) .. cid .. sub .. pair .. x .. lc .. lw .. (sc or '')
+else
+  rec = 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair ..
+    #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
+end
 local limit, w = tonumber(ARGV[2]), tonumber(ARGV[3])
 if limit <= 0 then limit, w = tonumber(lc), tonumber(lw) end
 if limit <= 0 or w <= 0 then return {rec, -1, 1, 0} end
