@@ -43,7 +43,7 @@ func (s *Store) index(ctx context.Context, subject, grantID, nonce string) error
 }
 
 // unindex drops the grant's entry if it still names that incarnation. It
-// is best effort, like cleanup: a stale entry is pruned by ListGrants.
+// is best effort: a stale entry is pruned by ListGrants.
 func (s *Store) unindex(ctx context.Context, subject, grantID, nonce string) {
 	_ = s.scripts.unindex.Run(ctx, s.client, []string{subjectKey(subject)}, grantID, nonce).Err()
 }
