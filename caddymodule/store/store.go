@@ -37,6 +37,23 @@ var (
 	ErrRefreshReused = errors.New("refresh token reused")
 )
 
+// RotatedRemembered is how many rotated-out refresh tokens a grant
+// remembers for reuse detection (RFC 9700 §4.14.2). A store keeps them in a
+// fixed ring inside the grant, replacing the oldest, so that a grant costs
+// the same after 10,000 refreshes as after one (README.md "Refresh tokens,
+// reuse and disconnect"): a record per rotation, kept for the refresh
+// token's lifetime, made a grant refreshed hourly grow to ~0.9 MB in 90
+// days.
+const RotatedRemembered = 4
+
+// PairsPerGrant is how many token pairs a grant holds at once: a user may
+// connect one client more than once (two installs of an app, or a partner
+// that authorizes again for more scopes), and every pair works until it is
+// rotated, expires or the grant is revoked. A fixed number keeps a grant's
+// size bounded: a partner that authorizes again and again without using
+// its earlier pairs pushes out the one that would expire first.
+const PairsPerGrant = 4
+
 // Grant is one user's consent to one client.
 type Grant struct {
 	ID       string   `json:"id"`
@@ -153,7 +170,10 @@ type Store interface {
 	ConsumeCode(ctx context.Context, grantID, digest string) (Code, error)
 	// IssueTokens stores the pair issued for a consumed code. It fails with
 	// ErrCodeReplayed if the code was presented again in between (and
-	// revokes the grant), and with ErrNotFound if the grant is gone.
+	// revokes the grant), and with ErrNotFound if the grant is gone. A
+	// grant holds at most PairsPerGrant pairs: when it holds that many live
+	// ones, the new pair replaces the one that would expire first, whose
+	// tokens are then simply not found (not a reuse).
 	IssueTokens(ctx context.Context, grantID, codeDigest string, p Pair) error
 
 	// GetToken returns a live token of the given kind or ErrNotFound.
@@ -162,14 +182,18 @@ type Store interface {
 	// access token and stores the new pair. Of two concurrent calls for one
 	// refresh token exactly one succeeds; the other gets ErrNotFound. In
 	// the same step it records that oldRefresh was rotated out, and when,
-	// keeping that mark until oldRefresh would have expired.
+	// and until when oldRefresh would have lived, in the grant's ring of
+	// the last RotatedRemembered rotations.
 	Rotate(ctx context.Context, grantID, oldRefresh string, p Pair) error
 	// CheckReuse is asked about a refresh token that GetToken did not find.
-	// When it was rotated out more than grace ago, the grant is revoked in
-	// the same atomic step and ErrRefreshReused is returned with the grant
-	// revoked. Inside grace (two racing refreshes, seed 002: "only one
-	// wins ... don't reconsent"), for a token never seen, or for one whose
-	// grant is already gone, it returns ErrNotFound and revokes nothing.
+	// When it is one of the last RotatedRemembered refresh tokens rotated
+	// out of the grant, rotated out more than grace ago and not past its
+	// own expiry, the grant is revoked in the same atomic step and
+	// ErrRefreshReused is returned with the grant revoked. Inside grace (two
+	// racing refreshes, seed 002: "only one wins ... don't reconsent"), for
+	// a token never seen or rotated out longer ago than the ring reaches,
+	// or for one whose grant is already gone, it returns ErrNotFound and
+	// revokes nothing.
 	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (Grant, error)
 
 	// ListGrants returns the live grants of a subject, newest first: the

@@ -28,23 +28,25 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	now := s.nowMillis()
 	exp := now + ttl.Milliseconds()
 	if g := s.live(in.ID, now); g != nil {
-		if g.g.ClientID != in.ClientID || g.g.Subject != in.Subject {
+		if g.clientID != in.ClientID || g.subject != in.Subject {
 			return fmt.Errorf("memory save grant: %w", errGrantOwner)
 		}
-		g.g.Scopes = dedupe(append(slices.Clip(g.g.Scopes), in.Scopes...))
+		g.scopes = dedupe(append(slices.Clip(g.scopes), in.Scopes...))
 		if len(in.Profile) > 0 {
-			if g.g.Profile == nil {
-				g.g.Profile = make(map[string]string, len(in.Profile))
+			p := g.profileMap()
+			if p == nil {
+				p = make(map[string]string, len(in.Profile))
 			}
-			maps.Copy(g.g.Profile, in.Profile)
+			maps.Copy(p, in.Profile)
+			g.profile = profilePairs(p)
 		}
 		g.exp = max(g.exp, exp)
 		s.index(in.Subject, in.ID)
 		return nil
 	}
-	if old := s.grants[in.ID]; old != nil && old.g.Subject != in.Subject {
+	if old := s.grants[in.ID]; old != nil && old.subject != in.Subject {
 		// An expired grant's id, taken by another subject.
-		s.unindex(old.g.Subject, in.ID)
+		s.unindex(old.subject, in.ID)
 	}
 	created := now
 	if !in.CreatedAt.IsZero() {
@@ -55,18 +57,9 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 		used = in.LastUsedAt.UnixMilli()
 	}
 	g := &grant{
-		g:      in,
-		exp:    exp,
-		used:   used,
-		codes:  make(map[string]store.Code),
-		tokens: make(map[tokenRef]store.Token),
+		id: in.ID, clientID: in.ClientID, subject: in.Subject, scopes: dedupe(in.Scopes),
+		profile: profilePairs(in.Profile), created: created, exp: exp, used: used,
 	}
-	g.g.Scopes = dedupe(in.Scopes)
-	g.g.Profile = nil
-	if len(in.Profile) > 0 {
-		g.g.Profile = maps.Clone(in.Profile)
-	}
-	g.g.CreatedAt = time.UnixMilli(created)
 	s.grants[in.ID] = g
 	s.index(in.Subject, in.ID)
 	return nil
@@ -98,17 +91,16 @@ func (s *Store) RevokeGrant(_ context.Context, grantID string) (store.Grant, err
 		return store.Grant{}, store.ErrNotFound
 	}
 	s.revoke(grantID)
-	s.unindex(g.g.Subject, grantID)
+	s.unindex(g.subject, grantID)
 	return g.snapshot(), nil
 }
 
 // snapshot is a copy the caller may keep and change.
 func (g *grant) snapshot() store.Grant {
-	out := g.g
-	out.Scopes = slices.Clone(g.g.Scopes)
-	out.Profile = maps.Clone(g.g.Profile)
-	out.LastUsedAt = time.UnixMilli(g.used)
-	return out
+	return store.Grant{
+		ID: g.id, ClientID: g.clientID, Subject: g.subject, Scopes: slices.Clone(g.scopes),
+		Profile: g.profileMap(), CreatedAt: time.UnixMilli(g.created), LastUsedAt: time.UnixMilli(g.used),
+	}
 }
 
 // dedupe returns the scopes in order without repeats, never nil.
@@ -122,4 +114,29 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// profilePairs is a profile as the grant keeps it: key, value, key, value,
+// sorted by key; nil for none. A slice costs a tenth of a small map.
+func profilePairs(p map[string]string) []string {
+	if len(p) == 0 {
+		return nil
+	}
+	out := make([]string, 0, 2*len(p))
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		out = append(out, k, p[k])
+	}
+	return out
+}
+
+// profileMap is the grant's profile as a new map, nil for none.
+func (g *grant) profileMap() map[string]string {
+	if len(g.profile) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(g.profile)/2)
+	for i := 0; i < len(g.profile); i += 2 {
+		m[g.profile[i]] = g.profile[i+1]
+	}
+	return m
 }

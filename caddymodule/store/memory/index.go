@@ -8,31 +8,32 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// index adds the grant to its subject's list. The caller holds s.mu.
+// index adds the grant to its subject's list: a slice, as a subject has a
+// grant per client it consented to, a handful, and a slice of one costs a
+// tenth of a map of one. The caller holds s.mu.
 func (s *Store) index(subject, grantID string) {
 	ids := s.subjects[subject]
-	if ids == nil {
-		ids = make(map[string]struct{})
-		s.subjects[subject] = ids
+	if !slices.Contains(ids, grantID) {
+		s.subjects[subject] = append(ids, grantID)
 	}
-	ids[grantID] = struct{}{}
 }
 
 // unindex drops the grant from its subject's list. The caller holds s.mu.
 func (s *Store) unindex(subject, grantID string) {
-	ids := s.subjects[subject]
-	delete(ids, grantID)
+	ids := slices.DeleteFunc(s.subjects[subject], func(id string) bool { return id == grantID })
 	if len(ids) == 0 {
 		delete(s.subjects, subject)
+		return
 	}
+	s.subjects[subject] = ids
 }
 
 // sweepIndex drops entries whose grant is gone or no longer the subject's.
 // The caller holds s.mu.
 func (s *Store) sweepIndex(now int64) {
 	for subject, ids := range s.subjects {
-		for id := range ids {
-			if g := s.live(id, now); g == nil || g.g.Subject != subject {
+		for _, id := range slices.Clone(ids) {
+			if g := s.live(id, now); g == nil || g.subject != subject {
 				s.unindex(subject, id)
 			}
 		}
@@ -49,11 +50,11 @@ func (s *Store) ListGrants(_ context.Context, subject string) ([]store.Grant, er
 		return nil, errClosed
 	}
 	now := s.nowMillis()
-	ids := s.subjects[subject]
+	ids := slices.Clone(s.subjects[subject])
 	out := make([]store.Grant, 0, len(ids))
-	for id := range ids {
+	for _, id := range ids {
 		g := s.live(id, now)
-		if g == nil || g.g.Subject != subject {
+		if g == nil || g.subject != subject {
 			s.unindex(subject, id)
 			continue
 		}

@@ -7,6 +7,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ type Store struct {
 	grants map[string]*grant
 	// markers outlive codes and grants: a code presented again after its
 	// grant was revoked is still recognised as a replay.
-	markers map[codeRef]*marker
+	markers map[codeRef]marker
 	// counters are per grant id, not per grant, like the Redis key
 	// tg:{<grant>}:rl: RevokeGrant deletes them, expiry does not.
 	counters map[string]*window
@@ -51,7 +52,7 @@ type Store struct {
 	failures map[failureRef]*failures
 	events   eventQueue // webhook events (events.go)
 	// subjects indexes grant ids by subject for ListGrants (index.go).
-	subjects map[string]map[string]struct{}
+	subjects map[string][]string
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -59,36 +60,58 @@ type Store struct {
 }
 
 // grant is one incarnation of a grant with everything issued under it:
-// dropping it from Store.grants revokes all of it at once.
+// dropping it from Store.grants revokes all of it at once. Like the Redis
+// store's grant hash it holds one pair and a fixed ring of rotated-out
+// refresh tokens (reuse.go), so its size does not grow with rotations.
 type grant struct {
-	g      store.Grant
-	exp    int64
-	used   int64 // LastUsedAt, ms
-	codes  map[string]store.Code
-	tokens map[tokenRef]store.Token
-	// rotated marks the refresh tokens rotated out of this grant
-	// (reuse.go); it goes with the grant, as on Redis.
-	rotated map[string]rotation
+	id, clientID, subject string
+	scopes                []string
+	profile               []string              // profilePairs
+	created, exp          int64                 // ms
+	used                  int64                 // LastUsedAt, ms
+	codes                 map[string]store.Code // pending codes; nil while there are none
+	// pairs are the grant's token pairs, at most pairSlots; an empty
+	// digest is a token that has expired or was never issued.
+	pairs []pair
+	ring  ring
 }
 
-type tokenRef struct {
-	kind   store.Kind
+// pairSlots is how many pairs a grant holds at once, as on Redis.
+const pairSlots = store.PairsPerGrant
+
+type pair struct{ access, refresh token }
+
+// life is when the pair's last token expires.
+func (p *pair) life() int64 { return max(p.access.exp, p.refresh.exp) }
+
+// token is a stored token: what store.Token holds beyond its grant's client
+// and subject and its pair's digest.
+type token struct {
 	digest string
+	exp    int64 // ms
+	scopes []string
+	limit  store.Limit
 }
 
+// codeRef names a consumed code's replay marker: 128 bits of the code's
+// digest (ringForm), as on Redis, rather than the caller's whole digest.
 type codeRef struct {
-	grantID, digest string
+	grantID string
+	digest  [16]byte
 }
 
 // marker states, as in the Redis store.
 const (
-	consumed = "consumed"
-	replayed = "replayed"
-	issued   = "issued"
+	consumed markerState = iota + 1
+	replayed
+	issued
 )
 
+type markerState uint8
+
+// marker is a consumed code's replay marker, kept by value: 16 bytes.
 type marker struct {
-	state string
+	state markerState
 	exp   int64
 }
 
@@ -115,11 +138,11 @@ func New(now func() time.Time) *Store {
 	s := &Store{
 		now:      now,
 		grants:   make(map[string]*grant),
-		markers:  make(map[codeRef]*marker),
+		markers:  make(map[codeRef]marker),
 		counters: make(map[string]*window),
 		blobs:    make(map[string]blob),
 		failures: make(map[failureRef]*failures),
-		subjects: make(map[string]map[string]struct{}),
+		subjects: make(map[string][]string),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -156,12 +179,13 @@ func (s *Store) sweep() {
 				delete(g.codes, d)
 			}
 		}
-		for r, t := range g.tokens {
-			if t.ExpiresAt.UnixMilli() <= now {
-				delete(g.tokens, r)
-			}
+		if len(g.codes) == 0 {
+			g.codes = nil
 		}
-		g.sweepRotated(now)
+		g.pairs = slices.DeleteFunc(g.pairs, func(p pair) bool { return p.life() <= now })
+		if len(g.pairs) == 0 {
+			g.pairs = nil
+		}
 	}
 	s.sweepIndex(now)
 	for r, m := range s.markers {

@@ -62,14 +62,19 @@ func TestSweep(t *testing.T) {
 	if g == nil {
 		t.Fatal("live grant swept")
 	}
-	if len(g.codes) != 0 || len(g.tokens) != 1 || len(s.markers) != 0 || len(s.counters) != 0 || len(s.blobs) != 0 {
-		t.Errorf("after sweep: %d codes, %d tokens, %d markers, %d counters, %d blobs; want 0, 1, 0, 0, 0",
-			len(g.codes), len(g.tokens), len(s.markers), len(s.counters), len(s.blobs))
+	if g.codes != nil || len(g.pairs) != 1 || len(s.markers) != 0 || len(s.counters) != 0 || len(s.blobs) != 0 {
+		t.Errorf("after sweep: codes %v, %d pairs, %d markers, %d counters, %d blobs; want none, 1 (its refresh token lives), 0, 0, 0",
+			g.codes, len(g.pairs), len(s.markers), len(s.counters), len(s.blobs))
 	}
 	if _, ok := s.failures[failureRef{"login:y", (100 * time.Hour).Milliseconds()}]; len(s.failures) != 1 || !ok {
 		t.Errorf("after sweep: failure counters %v, want only login:y's 100h window", s.failures)
 	}
-	clk.Advance(48 * time.Hour)
+	clk.Advance(5 * time.Hour)
+	s.sweep()
+	if g.pairs != nil {
+		t.Errorf("after the refresh token's expiry: %d pairs, want none", len(g.pairs))
+	}
+	clk.Advance(43 * time.Hour)
 	s.sweep()
 	if len(s.grants) != 0 {
 		t.Errorf("expired grant not swept")

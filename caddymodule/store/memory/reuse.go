@@ -2,36 +2,68 @@ package memory
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// rotation records that a refresh token was rotated out: when, and until
-// when the token itself would have lived (after that, presenting it is
-// plain expiry, not reuse).
+// ringSize is how many rotated-out refresh tokens a grant remembers, as on
+// Redis (redisstore/scripts.go): the grant's size must not grow with its
+// rotations. README.md ("Refresh tokens, reuse and disconnect") says what
+// the ring catches and what it does not.
+const ringSize = store.RotatedRemembered
+
+// ring holds the last ringSize refresh tokens rotated out of a grant.
+type ring struct {
+	entries [ringSize]rotation
+	next    int // the slot the next rotation writes
+}
+
+// rotation records that a refresh token was rotated out: 128 bits of its
+// digest (ringForm), when, and until when the token itself would have lived
+// (after that, presenting it is plain expiry, not reuse).
 type rotation struct {
-	at, exp int64 // ms
+	digest  [16]byte
+	at, exp int64 // ms; exp 0: an empty slot
 }
 
-// markRotated records that the refresh token digest, live until exp, was
-// rotated out at now. The mark lives in the grant, so any revocation drops
-// it with the grant's tokens, as on Redis, where it sits in the grant's
-// index.
-func (g *grant) markRotated(digest string, now, exp int64) {
-	if g.rotated == nil {
-		g.rotated = make(map[string]rotation)
+// add records that the refresh token digest, live until exp, was rotated
+// out at now, replacing the oldest entry.
+func (r *ring) add(digest string, now, exp int64) {
+	r.entries[r.next] = rotation{digest: ringForm(digest), at: now, exp: exp}
+	r.next = (r.next + 1) % ringSize
+}
+
+// find returns the entry of digest.
+func (r *ring) find(digest string) (rotation, bool) {
+	if digest == "" {
+		return rotation{}, false
 	}
-	g.rotated[digest] = rotation{at: now, exp: exp}
-}
-
-// sweepRotated drops the marks of tokens that would have expired by now.
-func (g *grant) sweepRotated(now int64) {
-	for d, r := range g.rotated {
-		if r.exp <= now {
-			delete(g.rotated, d)
+	d := ringForm(digest)
+	for _, e := range r.entries {
+		if e.digest == d && e.exp != 0 {
+			return e, true
 		}
 	}
+	return rotation{}, false
+}
+
+// ringForm is what the store keeps of a digest it only has to recognise (a
+// rotated-out refresh token, a consumed code): 128 bits, inline. A hex
+// digest (oauth.Digest's 64 hex digits) gives its first 16 bytes, as on
+// Redis; anything else, which only tests pass, is hashed down to 16.
+func ringForm(digest string) [16]byte {
+	var b [16]byte
+	if len(digest) >= 32 {
+		if _, err := hex.Decode(b[:], []byte(digest[:32])); err == nil {
+			return b
+		}
+	}
+	sum := sha256.Sum256([]byte(digest))
+	copy(b[:], sum[:])
+	return b
 }
 
 // CheckReuse revokes the grant when refreshDigest was rotated out of it more
@@ -48,7 +80,7 @@ func (s *Store) CheckReuse(_ context.Context, grantID, refreshDigest string, gra
 	if g == nil {
 		return store.Grant{}, store.ErrNotFound
 	}
-	r, ok := g.rotated[refreshDigest]
+	r, ok := g.ring.find(refreshDigest)
 	if !ok || r.exp <= now || now-r.at <= grace.Milliseconds() {
 		return store.Grant{}, store.ErrNotFound
 	}

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -8,9 +9,9 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 )
 
-// TestSweepMarksAndIndex: the janitor drops rotated marks once the old
-// token would have expired, and index entries once their grant has.
-func TestSweepMarksAndIndex(t *testing.T) {
+// TestSweepIndex: the janitor drops index entries once their grant has
+// expired.
+func TestSweepIndex(t *testing.T) {
 	clk := storetest.NewClock()
 	s := New(clk.Now)
 	defer s.Close()
@@ -20,39 +21,38 @@ func TestSweepMarksAndIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SaveCode(ctx, "g1", "c1", store.Code{ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ConsumeCode(ctx, "g1", "c1"); err != nil {
-		t.Fatal(err)
-	}
-	p := store.Pair{
-		Access:  store.Token{Digest: "a1", ExpiresAt: clk.Now().Add(time.Hour)},
-		Refresh: store.Token{Digest: "r1", ExpiresAt: clk.Now().Add(2 * time.Hour)},
-	}
-	if err := s.IssueTokens(ctx, "g1", "c1", p); err != nil {
-		t.Fatal(err)
-	}
-	p.Access.Digest, p.Refresh.Digest = "a2", "r2"
-	p.Refresh.ExpiresAt = clk.Now().Add(24 * time.Hour)
-	if err := s.Rotate(ctx, "g1", "r1", p); err != nil {
-		t.Fatal(err)
-	}
-
 	clk.Advance(time.Hour + time.Minute)
 	s.sweep()
-	if len(s.grants["g1"].rotated) != 1 || len(s.subjects["alice"]) != 1 {
-		t.Errorf("after 1h: %d marks, %d index entries; want 1, 1 (g2 expired)",
-			len(s.grants["g1"].rotated), len(s.subjects["alice"]))
-	}
-	clk.Advance(time.Hour)
-	s.sweep()
-	if n := len(s.grants["g1"].rotated); n != 0 {
-		t.Errorf("after the old refresh token's expiry: %d marks, want 0", n)
+	if len(s.subjects["alice"]) != 1 {
+		t.Errorf("after 1h: %d index entries; want 1 (g2 expired)", len(s.subjects["alice"]))
 	}
 	clk.Advance(48 * time.Hour)
 	s.sweep()
 	if len(s.subjects) != 0 {
 		t.Errorf("index entries of expired grants not swept: %v", s.subjects)
+	}
+}
+
+// TestRing: the ring keeps the last ringSize rotated-out refresh tokens,
+// 128 bits of each, and nothing more.
+func TestRing(t *testing.T) {
+	var r ring
+	long := storetest.Random() + storetest.Random()
+	r.add(long, 1, 2)
+	if e, ok := r.find(long); !ok || hex.EncodeToString(e.digest[:]) != long[:32] || e.at != 1 || e.exp != 2 {
+		t.Errorf("find(%q) = %+v, %v; want 128 bits of digest, at 1, exp 2", long, e, ok)
+	}
+	for i := range ringSize - 1 {
+		r.add(storetest.Random(), int64(i), 1)
+	}
+	if _, ok := r.find(long); !ok {
+		t.Errorf("the oldest of %d entries is gone", ringSize)
+	}
+	r.add(storetest.Random(), 0, 1)
+	if _, ok := r.find(long); ok {
+		t.Errorf("the ring holds more than %d entries", ringSize)
+	}
+	if _, ok := r.find(""); ok {
+		t.Errorf("the empty digest is found")
 	}
 }

@@ -37,14 +37,16 @@ func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pa
 		return errClosed
 	}
 	now := s.nowMillis()
-	old, g, ok := s.token(grantID, store.Refresh, oldRefresh, now)
-	if !ok {
+	g := s.live(grantID, now)
+	if g == nil {
 		return store.ErrNotFound
 	}
-	delete(g.tokens, tokenRef{store.Refresh, oldRefresh})
-	delete(g.tokens, tokenRef{store.Access, old.Pair})
-	g.markRotated(oldRefresh, now, old.ExpiresAt.UnixMilli())
-	g.put(p)
+	i := g.find(store.Refresh, oldRefresh)
+	if i < 0 || g.pairs[i].refresh.exp <= now {
+		return store.ErrNotFound
+	}
+	g.ring.add(oldRefresh, now, g.pairs[i].refresh.exp)
+	g.pairs[i] = g.newPair(p)
 	return nil
 }
 
@@ -124,8 +126,12 @@ func (s *Store) token(grantID string, kind store.Kind, digest string, now int64)
 	if g == nil {
 		return store.Token{}, nil, false
 	}
-	t, ok := g.tokens[tokenRef{kind, digest}]
-	if !ok || t.ExpiresAt.UnixMilli() <= now {
+	i := g.find(kind, digest)
+	if i < 0 {
+		return store.Token{}, nil, false
+	}
+	t := g.token(i, kind)
+	if t.ExpiresAt.UnixMilli() <= now {
 		return store.Token{}, nil, false
 	}
 	return t, g, true

@@ -24,8 +24,8 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if !validGrantID(grantID) {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
-	res, err := s.authBatcher().run(ctx, authKeys(grantID, accessDigest),
-		s.nowMillis(), l.Count, l.Window.Milliseconds())
+	res, err := s.authBatcher().run(ctx, authKeys(grantID),
+		s.nowMillis(), l.Count, l.Window.Milliseconds(), accessDigest)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 	}
@@ -40,7 +40,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	count, _ := arr[1].(int64)
 	allowed, _ := arr[2].(int64)
 	reset, _ := arr[3].(int64)
-	t, err := decodeToken(rec)
+	t, err := decodeToken(accessDigest, rec)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: decoding token: %w", err)
 	}
@@ -80,29 +80,24 @@ func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool
 	return n == 1, nil
 }
 
-// authKeys builds the access-token, grant, counter and index keys in one
-// allocation: they are substrings of a single built string.
-func authKeys(grantID, digest string) []string {
+// authKeys builds the grant and counter keys in one allocation: they are
+// substrings of a single built string.
+func authKeys(grantID string) []string {
 	const (
-		at     = "}:at:"
-		grant  = "}:grant"
-		rl     = "}:rl"
-		tokens = "}:tokens"
+		grant = "}:grant"
+		rl    = "}:rl"
 	)
 	var b strings.Builder
-	b.Grow(4*(len("tg:{")+len(grantID)) + len(at) + len(digest) + len(grant) + len(rl) + len(tokens))
-	ends := [4]int{}
-	for i, suffix := range [4]string{at, grant, rl, tokens} {
-		b.WriteString("tg:{")
-		b.WriteString(grantID)
-		b.WriteString(suffix)
-		if i == 0 {
-			b.WriteString(digest)
-		}
-		ends[i] = b.Len()
-	}
+	b.Grow(2*(len("tg:{")+len(grantID)) + len(grant) + len(rl))
+	b.WriteString("tg:{")
+	b.WriteString(grantID)
+	b.WriteString(grant)
+	mid := b.Len()
+	b.WriteString("tg:{")
+	b.WriteString(grantID)
+	b.WriteString(rl)
 	all := b.String()
-	return []string{all[:ends[0]], all[ends[0]:ends[1]], all[ends[1]:ends[2]], all[ends[2]:]}
+	return []string{all[:mid], all[mid:]}
 }
 
 // checkLimit rejects budgets the gateway should never have been configured

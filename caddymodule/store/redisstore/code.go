@@ -21,7 +21,7 @@ func (s *Store) SaveCode(ctx context.Context, grantID, digest string, c store.Co
 		return fmt.Errorf("redis save code: %w", err)
 	}
 	n, err := s.scripts.saveCode.Run(ctx, s.client,
-		[]string{grantKey(grantID), codeKey(grantID, digest), tokensKey(grantID)},
+		[]string{grantKey(grantID), codeKey(grantID, digest)},
 		s.nowMillis(), c.ExpiresAt.UnixMilli(), rec,
 	).Int64()
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 	}
 	now := s.nowMillis()
 	res, err := s.scripts.consumeCode.Run(ctx, s.client,
-		[]string{grantKey(grantID), codeKey(grantID, digest), markerKey(grantID, digest), tokensKey(grantID)},
+		[]string{grantKey(grantID), codeKey(grantID, digest), markerKey(grantID, digest), counterKey(grantID)},
 		now, now+markerLife,
 	).Result()
 	if err != nil {
@@ -62,7 +62,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 			return store.Code{}, store.ErrNotFound
 		}
 	case []any:
-		if err := s.replayed(ctx, v); err != nil {
+		if err := replayed(v); err != nil {
 			return store.Code{}, err
 		}
 	}
@@ -79,13 +79,8 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 		return fmt.Errorf("redis issue tokens: %w", err)
 	}
 	res, err := s.scripts.issueTokens.Run(ctx, s.client,
-		[]string{
-			grantKey(grantID), markerKey(grantID, codeDigest), tokensKey(grantID),
-			tokenKey(grantID, store.Access, p.Access.Digest),
-			tokenKey(grantID, store.Refresh, p.Refresh.Digest),
-		},
-		s.nowMillis(), w.accessExp, w.access, w.refreshExp, w.refresh,
-		p.Access.Digest, p.Refresh.Digest, p.Access.Limit.Count, p.Access.Limit.Window.Milliseconds(),
+		[]string{grantKey(grantID), markerKey(grantID, codeDigest), counterKey(grantID)},
+		append([]any{s.nowMillis()}, w.args()...)...,
 	).Result()
 	if err != nil {
 		return fmt.Errorf("redis issue tokens: %w", err)
@@ -99,35 +94,40 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 			return store.ErrNotFound
 		}
 	case []any:
-		if err := s.replayed(ctx, v); err != nil {
+		if err := replayed(v); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("redis issue tokens: %w", errReply(res))
 }
 
-// replayed handles a {"replayed", members} reply: it deletes what the
-// script revoked and returns ErrCodeReplayed, or nil for another shape.
-func (s *Store) replayed(ctx context.Context, v []any) error {
+// replayed handles a {"replayed", {}} reply: ErrCodeReplayed, or nil for
+// another shape.
+func replayed(v []any) error {
 	if len(v) != 2 || v[0] != "replayed" {
 		return nil
 	}
-	members, _ := v[1].([]any)
-	s.cleanup(ctx, members)
 	return store.ErrCodeReplayed
 }
 
-// pairWrite is a pair ready for a script: records encoded (record.go), expiries in ms,
-// refreshExp "" when there is no refresh token.
+// pairWrite is a pair ready for a script (putpair in scripts.go): digests,
+// expiries in ms, scopes encoded (record.go), the access token's budget;
+// the refresh fields are "" when there is no refresh token.
 type pairWrite struct {
-	access, refresh       []byte
-	accessExp, refreshExp string
+	access, accessExp, accessScopes    string
+	limitCount, limitWindow            int64
+	refresh, refreshExp, refreshScopes string
 }
 
-// encodePair fills in each token's Pair from the other one, so that Rotate
-// always finds the access token to delete whatever the caller set. The
-// access token's budget is checked here, once, so that the hot path can
-// trust it.
+func (w pairWrite) args() []any {
+	return []any{w.access, w.accessExp, w.accessScopes, w.limitCount, w.limitWindow,
+		w.refresh, w.refreshExp, w.refreshScopes}
+}
+
+// encodePair checks and encodes a pair. The access token's budget is
+// checked here, once, so that the hot path can trust it. A token's client
+// and subject are not stored: they are its grant's (the grant id is made
+// of them, oauth.GrantID), and reads return the grant's.
 func encodePair(p store.Pair) (pairWrite, error) {
 	if p.Access.Digest == "" {
 		return pairWrite{}, errors.New("access token digest is empty")
@@ -135,15 +135,17 @@ func encodePair(p store.Pair) (pairWrite, error) {
 	if err := checkLimit(p.Access.Limit); err != nil {
 		return pairWrite{}, err
 	}
-	p.Access.Pair = p.Refresh.Digest
-	p.Refresh.Pair = p.Access.Digest
 	w := pairWrite{
-		access:    encodeToken(p.Access),
-		accessExp: strconv.FormatInt(p.Access.ExpiresAt.UnixMilli(), 10),
+		access:       p.Access.Digest,
+		accessExp:    strconv.FormatInt(p.Access.ExpiresAt.UnixMilli(), 10),
+		accessScopes: string(encodeScopes(p.Access.Scopes)),
+		limitCount:   p.Access.Limit.Count,
+		limitWindow:  p.Access.Limit.Window.Milliseconds(),
 	}
 	if p.Refresh.Digest != "" {
-		w.refresh = encodeToken(p.Refresh)
+		w.refresh = p.Refresh.Digest
 		w.refreshExp = strconv.FormatInt(p.Refresh.ExpiresAt.UnixMilli(), 10)
+		w.refreshScopes = string(encodeScopes(p.Refresh.Scopes))
 	}
 	return w, nil
 }

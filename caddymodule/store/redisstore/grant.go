@@ -3,7 +3,7 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +51,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 		used = g.LastUsedAt.UnixMilli()
 	}
 	res, err := s.scripts.saveGrant.Run(ctx, s.client,
-		[]string{grantKey(g.ID), tokensKey(g.ID)},
+		[]string{grantKey(g.ID)},
 		now, now+ttl.Milliseconds(), newNonce(), g.ID, g.ClientID, g.Subject,
 		scopes, profile, created, used,
 	).Result()
@@ -78,11 +78,11 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 		return store.Grant{}, store.ErrNotFound
 	}
 	v, err := s.client.HMGet(ctx, grantKey(grantID),
-		"id", "cid", "sub", "scp", "prof", "created", "used", "exp").Result()
+		grantFields...).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis get grant: %w", err)
 	}
-	g, exp, err := decodeGrant(v)
+	g, exp, err := decodeGrant(grantID, v)
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis get grant: %w", err)
 	}
@@ -92,22 +92,22 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 	return g, nil
 }
 
-// RevokeGrant deletes the grant atomically, then its codes, tokens and
-// counters and its entry in the subject's index in best-effort round trips
-// (see revoked).
+// RevokeGrant deletes the grant, its tokens and its counter atomically (one
+// script over the grant's hash and counter), then drops its entry in the
+// subject's index in a best-effort round trip (see revoked).
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, error) {
 	if !validGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.revokeGrant.Run(ctx, s.client,
-		[]string{grantKey(grantID), tokensKey(grantID)}, s.nowMillis()).Result()
+		[]string{grantKey(grantID), counterKey(grantID)}, s.nowMillis()).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", err)
 	}
 	if n, ok := res.(int64); ok && n == resNotFound {
 		return store.Grant{}, store.ErrNotFound
 	}
-	g, err := s.revoked(ctx, res)
+	g, err := s.revoked(ctx, grantID, res)
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", err)
 	}
@@ -115,62 +115,64 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, e
 }
 
 // revoked finishes what a revoking script did, given its reply {grant
-// fields and nonce, index members}: it deletes the grant's dead keys (see
-// cleanup) and drops the grant from its subject's index. Both are best
-// effort: the grant is already gone, the nonce makes the keys dead, and
-// ListGrants skips and prunes an entry whose grant is gone.
-func (s *Store) revoked(ctx context.Context, res any) (store.Grant, error) {
+// fields and nonce, {}}: it drops the grant from its subject's index. That
+// is best effort: the grant is already gone, and ListGrants skips and
+// prunes an entry whose grant is gone.
+func (s *Store) revoked(ctx context.Context, grantID string, res any) (store.Grant, error) {
 	arr, ok := res.([]any)
 	if !ok || len(arr) != 2 {
 		return store.Grant{}, errReply(res)
 	}
 	fields, _ := arr[0].([]any)
-	members, _ := arr[1].([]any)
-	if len(fields) != 9 {
+	if len(fields) != len(grantFields)+1 {
 		return store.Grant{}, errReply(res)
 	}
-	g, _, err := decodeGrant(fields[:8])
+	g, _, err := decodeGrant(grantID, fields[:len(grantFields)])
 	if err != nil {
 		return store.Grant{}, err
 	}
-	s.cleanup(ctx, members)
-	nonce, _ := fields[8].(string)
+	nonce, _ := fields[len(grantFields)].(string)
 	s.unindex(ctx, g.Subject, g.ID, nonce)
 	return g, nil
 }
 
-// decodeGrant reads the fields id cid sub scp prof created used exp, in that
-// order. A missing grant decodes to expiry 0, which is never live.
-func decodeGrant(v []any) (store.Grant, int64, error) {
-	if len(v) != 8 || v[0] == nil {
+// grantFields are the grant's own fields in its hash, as decodeGrant reads
+// them. The id is not among them: it is in the key.
+var grantFields = []string{"cid", "sub", "scp", "prof", "c", "u", "exp"}
+
+// decodeGrant reads grantFields, in that order. A missing grant decodes to
+// expiry 0, which is never live.
+func decodeGrant(id string, v []any) (store.Grant, int64, error) {
+	if len(v) != len(grantFields) || v[0] == nil {
 		return store.Grant{}, 0, nil
 	}
 	str := func(i int) string { s, _ := v[i].(string); return s }
 	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
 	g := store.Grant{
-		ID:         str(0),
-		ClientID:   str(1),
-		Subject:    str(2),
-		CreatedAt:  time.UnixMilli(num(5)),
-		LastUsedAt: time.UnixMilli(num(6)),
+		ID:         id,
+		ClientID:   str(0),
+		Subject:    str(1),
+		CreatedAt:  time.UnixMilli(num(4)),
+		LastUsedAt: time.UnixMilli(num(5)),
 	}
-	if err := json.Unmarshal([]byte(str(3)), &g.Scopes); err != nil {
+	if err := json.Unmarshal([]byte(str(2)), &g.Scopes); err != nil {
 		return store.Grant{}, 0, fmt.Errorf("decoding grant scopes: %w", err)
 	}
-	if p := str(4); p != "" {
+	if p := str(3); p != "" {
 		if err := json.Unmarshal([]byte(p), &g.Profile); err != nil {
 			return store.Grant{}, 0, fmt.Errorf("decoding grant profile: %w", err)
 		}
 	}
-	return g, num(7), nil
+	return g, num(6), nil
 }
 
 // newNonce draws a grant incarnation nonce (see scripts.go). It only has to
-// differ between incarnations of one grant id, not be secret.
+// differ between incarnations of one grant id, not be secret. It is a
+// decimal integer, which Redis keeps in a listpack in 9 bytes.
 func newNonce() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>1, 10)
 }
 
 // dedupe returns the scopes in order without repeats, never nil, so that

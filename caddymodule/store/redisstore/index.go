@@ -43,7 +43,7 @@ func (s *Store) index(ctx context.Context, subject, grantID, nonce string) error
 }
 
 // unindex drops the grant's entry if it still names that incarnation. It
-// is best effort, like cleanup: a stale entry is pruned by ListGrants.
+// is best effort: a stale entry is pruned by ListGrants.
 func (s *Store) unindex(ctx context.Context, subject, grantID, nonce string) {
 	_ = s.scripts.unindex.Run(ctx, s.client, []string{subjectKey(subject)}, grantID, nonce).Err()
 }
@@ -69,7 +69,7 @@ func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, 
 	cmds := make([]*redis.SliceCmd, len(ids))
 	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HMGet(ctx, grantKey(id), "id", "cid", "sub", "scp", "prof", "created", "used", "exp")
+			cmds[i] = p.HMGet(ctx, grantKey(id), grantFields...)
 		}
 		return nil
 	}); err != nil {
@@ -78,11 +78,11 @@ func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, 
 	now := s.nowMillis()
 	var stale []any
 	for i, id := range ids {
-		g, exp, err := decodeGrant(cmds[i].Val())
+		g, exp, err := decodeGrant(id, cmds[i].Val())
 		if err != nil {
 			return nil, fmt.Errorf("redis list grants: %w", err)
 		}
-		if exp <= now || g.ID != id || g.Subject != subject {
+		if exp <= now || g.Subject != subject {
 			stale = append(stale, id, entries[id])
 			continue
 		}

@@ -91,7 +91,7 @@ func TestSubjectIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A revocation whose index removal is delayed past a new consent.
-		if _, err := f.s.scripts.revokeGrant.Run(ctx, f.c, []string{grantKey(f.id), tokensKey(f.id)}, f.clk.Now().UnixMilli()).Result(); err != nil {
+		if _, err := f.s.scripts.revokeGrant.Run(ctx, f.c, []string{grantKey(f.id), counterKey(f.id)}, f.clk.Now().UnixMilli()).Result(); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice"}, time.Hour); err != nil {

@@ -12,6 +12,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -130,15 +131,17 @@ func (s *Store) Close() error {
 }
 
 // Key layout. Everything of a grant shares the "{<grant>}" hash tag.
-func grantKey(grantID string) string  { return "tg:{" + grantID + "}:grant" }
-func tokensKey(grantID string) string { return "tg:{" + grantID + "}:tokens" }
-func tokenKey(grantID string, kind store.Kind, digest string) string {
-	return "tg:{" + grantID + "}:" + string(kind) + ":" + digest
+// The grant's hash holds its tokens too (scripts.go).
+func grantKey(grantID string) string        { return "tg:{" + grantID + "}:grant" }
+func counterKey(grantID string) string      { return "tg:{" + grantID + "}:rl" }
+func codeKey(grantID, digest string) string { return "tg:{" + grantID + "}:code:" + digest }
+
+// markerKey is a consumed code's replay marker, named by 128 bits of the
+// code's digest (ringForm), base64url-encoded to keep the key short.
+func markerKey(grantID, digest string) string {
+	return "tg:{" + grantID + "}:cu:" + base64.RawURLEncoding.EncodeToString([]byte(ringForm(digest)))
 }
-func counterKey(grantID string) string        { return "tg:{" + grantID + "}:rl" }
-func codeKey(grantID, digest string) string   { return "tg:{" + grantID + "}:code:" + digest }
-func markerKey(grantID, digest string) string { return "tg:{" + grantID + "}:codeused:" + digest }
-func blobKey(key string) string               { return "tg:b:" + key }
+func blobKey(key string) string { return "tg:b:" + key }
 
 // failureKey is a failure counter's key (failure.go). The key is its own
 // hash tag; what follows the last "}:" is digits, so two different (key,
@@ -155,25 +158,6 @@ func validGrantID(id string) bool { return id != "" && id[0] != '}' }
 
 // nowMillis reads the injected clock.
 func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
-
-// cleanup deletes the keys a revoking script listed. They are already dead
-// (their grant and its nonce are gone), so a failure here only leaves
-// garbage that the keys' TTLs collect; it is not reported. All the keys
-// share one hash tag, so one DEL serves Cluster too.
-func (s *Store) cleanup(ctx context.Context, members []any) {
-	if len(members) == 0 {
-		return
-	}
-	keys := make([]string, 0, len(members))
-	for _, m := range members {
-		if k, ok := m.(string); ok {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) > 0 {
-		_ = s.client.Del(ctx, keys...).Err()
-	}
-}
 
 // errReply is returned when a script answers something this code did not
 // write it to answer: a version skew or a corrupted key, never a client error.

@@ -3,7 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +47,12 @@ func TestContractCluster(t *testing.T) {
 func TestScriptConstants(t *testing.T) {
 	if !strings.Contains(luaPrelude, "MARGIN = "+strconv.Itoa(gcMargin)+" ") {
 		t.Errorf("luaPrelude's MARGIN differs from gcMargin %d", gcMargin)
+	}
+	if want := "'" + strings.Join(append(slices.Clone(grantFields), "n"), "', '") + "'"; luaGrantFields != want {
+		t.Errorf("luaGrantFields = %s, want %s", luaGrantFields, want)
+	}
+	if !strings.Contains(luaPrelude, "RING = "+strconv.Itoa(ringSize)+" ") {
+		t.Errorf("luaPrelude's RING differs from ringSize %d", ringSize)
 	}
 	if !strings.Contains(luaAuthenticate, ">= "+strconv.Itoa(lastUsedGranularity)+" then") {
 		t.Errorf("luaAuthenticate's last-used granularity differs from %d", lastUsedGranularity)
@@ -164,13 +172,10 @@ func TestRedisLayout(t *testing.T) {
 	t.Run("every key of a grant carries its hash tag and outlives its record", func(t *testing.T) {
 		f := newFixture(t, url)
 		minTTL := map[string]time.Duration{
-			grantKey(f.id):                       30 * 24 * time.Hour, // extended to the refresh token
-			tokensKey(f.id):                      30 * 24 * time.Hour,
-			tokenKey(f.id, store.Access, "at1"):  time.Hour,
-			tokenKey(f.id, store.Refresh, "rt1"): 30 * 24 * time.Hour,
-			codeKey(f.id, "code2"):               time.Minute,
-			markerKey(f.id, "code1"):             24 * time.Hour,
-			counterKey(f.id):                     time.Minute,
+			grantKey(f.id):           30 * 24 * time.Hour, // extended to the refresh token
+			codeKey(f.id, "code2"):   time.Minute,
+			markerKey(f.id, "code1"): 24 * time.Hour,
+			counterKey(f.id):         time.Minute,
 		}
 		keys := f.keys(t)
 		if len(keys) != len(minTTL) {
@@ -192,15 +197,31 @@ func TestRedisLayout(t *testing.T) {
 		}
 	})
 
-	t.Run("revoking a grant deletes all of its keys but the replay markers", func(t *testing.T) {
+	// What a revocation leaves: the replay marker, which must outlive the
+	// grant, and the pending code, which its TTL collects and the nonce
+	// kills meanwhile.
+	leftAfterRevoke := func(t *testing.T, f *fixture) {
+		t.Helper()
+		keys := f.keys(t)
+		slices.Sort(keys)
+		want := []string{codeKey(f.id, "code2"), markerKey(f.id, "code1")}
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Errorf("keys left = %q, want %q", keys, want)
+		}
+	}
+
+	t.Run("revoking a grant deletes its hash and counter in the script", func(t *testing.T) {
 		f := newFixture(t, url)
 		if _, err := f.s.RevokeGrant(t.Context(), f.id); err != nil {
 			t.Fatal(err)
 		}
-		keys := f.keys(t)
-		if len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
-			t.Errorf("keys left = %q, want only the replay marker", keys)
+		for _, c := range f.log.take() {
+			if c != "evalsha" && c != "eval" {
+				t.Errorf("command %q, want only the revoking script and the index removal", c)
+			}
 		}
+		leftAfterRevoke(t, f)
 	})
 
 	t.Run("a replay revocation deletes the grant's keys too", func(t *testing.T) {
@@ -208,23 +229,16 @@ func TestRedisLayout(t *testing.T) {
 		if _, err := f.s.ConsumeCode(t.Context(), f.id, "code1"); !errors.Is(err, store.ErrCodeReplayed) {
 			t.Fatalf("ConsumeCode = %v", err)
 		}
-		keys := f.keys(t)
-		if len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
-			t.Errorf("keys left = %q, want only the replay marker", keys)
-		}
+		leftAfterRevoke(t, f)
 	})
 
-	t.Run("revocation holds when the cleanup round trip is lost", func(t *testing.T) {
+	t.Run("a pending code left by a revocation is dead for the next consent", func(t *testing.T) {
 		f := newFixture(t, url)
 		ctx := t.Context()
-		f.c.AddHook(dropDel{})
 		if _, err := f.s.RevokeGrant(ctx, f.id); err != nil {
 			t.Fatalf("RevokeGrant: %v", err)
 		}
-		if n := len(f.keys(t)); n < 4 {
-			t.Fatalf("%d keys left: the cleanup was not lost, the test proves nothing", n)
-		}
-		// A grant with the same id must not bring the old keys back.
+		// A grant with the same id must not bring the old code or tokens back.
 		if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice"}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -242,30 +256,77 @@ func TestRedisLayout(t *testing.T) {
 		}
 	})
 
-	t.Run("the index forgets expired tokens", func(t *testing.T) {
+	t.Run("rotations write no key: the pair and the ring are fields of the grant", func(t *testing.T) {
 		f := newFixture(t, url)
 		ctx := t.Context()
-		for i := range 5 {
-			f.clk.Advance(2 * time.Hour)
-			d := "c" + strconv.Itoa(i)
-			if err := f.s.SaveCode(ctx, f.id, d, store.Code{ExpiresAt: f.clk.Now().Add(time.Minute)}); err != nil {
+		old := "rt1"
+		for i := range 3 * ringSize {
+			d := fmt.Sprintf("%064x", i)
+			p := store.Pair{
+				Access:  store.Token{Digest: fmt.Sprintf("a%063x", i), ExpiresAt: f.clk.Now().Add(time.Hour)},
+				Refresh: store.Token{Digest: d, ExpiresAt: f.clk.Now().Add(30 * 24 * time.Hour)},
+			}
+			if err := f.s.Rotate(ctx, f.id, old, p); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.s.ConsumeCode(ctx, f.id, d); err != nil {
-				t.Fatal(err)
-			}
-			p := store.Pair{Access: store.Token{Digest: "a" + d, ExpiresAt: f.clk.Now().Add(time.Hour)}}
-			if err := f.s.IssueTokens(ctx, f.id, d, p); err != nil {
-				t.Fatal(err)
-			}
+			old = d
 		}
-		members, err := f.c.ZRange(ctx, tokensKey(f.id), 0, -1).Result()
+		if keys := f.keys(t); len(keys) != 4 {
+			t.Errorf("keys = %q, want the grant, the pending code, the marker and the counter", keys)
+		}
+		n, err := f.c.HLen(ctx, grantKey(f.id)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{tokenKey(f.id, store.Access, "ac4"), tokenKey(f.id, store.Refresh, "rt1")}
-		if strings.Join(members, " ") != strings.Join(want, " ") {
-			t.Errorf("index = %q, want %q", members, want)
+		// 7 grant fields (no profile here), 5 of the pair (no budget
+		// either, and the refresh token's scopes are the access token's),
+		// the ring and its next slot.
+		if n != 7+5+ringSize+1 {
+			t.Errorf("grant hash has %d fields, want %d", n, 7+5+ringSize+1)
+		}
+		enc, err := f.c.ObjectEncoding(ctx, grantKey(f.id)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if enc != "listpack" && enc != "ziplist" {
+			t.Errorf("grant hash encoding %q, want a listpack", enc)
+		}
+	})
+
+	t.Run("a field of 256 bytes or more comes back in the long record form", func(t *testing.T) {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { _ = c.Close() })
+		clk := storetest.NewClock()
+		s := NewFromClient(c, clk.Now)
+		ctx := t.Context()
+		id, subject := "g"+storetest.Random(), strings.Repeat("s", 300)
+		if err := s.SaveGrant(ctx, store.Grant{ID: id, ClientID: "app", Subject: subject}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCode(ctx, id, "c", store.Code{ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ConsumeCode(ctx, id, "c"); err != nil {
+			t.Fatal(err)
+		}
+		p := store.Pair{
+			Access:  store.Token{Digest: "at", Scopes: []string{"read"}, ExpiresAt: clk.Now().Add(time.Hour)},
+			Refresh: store.Token{Digest: "rt", Scopes: []string{"read"}, ExpiresAt: clk.Now().Add(time.Hour)},
+		}
+		if err := s.IssueTokens(ctx, id, "c", p); err != nil {
+			t.Fatal(err)
+		}
+		a, _, err := s.Authenticate(ctx, id, "at", store.Limit{})
+		if err != nil || a.Subject != subject || a.Pair != "rt" {
+			t.Errorf("Authenticate = %+v, %v", a, err)
+		}
+		r, err := s.GetToken(ctx, id, store.Refresh, "rt")
+		if err != nil || r.Subject != subject || r.Pair != "at" || !slices.Equal(r.Scopes, []string{"read"}) {
+			t.Errorf("GetToken = %+v, %v", r, err)
 		}
 	})
 
@@ -344,12 +405,12 @@ func TestRedisLayout(t *testing.T) {
 }
 
 func TestAuthKeys(t *testing.T) {
-	got := authKeys("g1", "ab")
-	want := []string{tokenKey("g1", store.Access, "ab"), grantKey("g1"), counterKey("g1"), tokensKey("g1")}
+	got := authKeys("g1")
+	want := []string{grantKey("g1"), counterKey("g1")}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("authKeys = %q, want %q", got, want)
 	}
-	if want := "tg:{g1}:at:ab tg:{g1}:grant tg:{g1}:rl tg:{g1}:tokens"; strings.Join(got, " ") != want {
+	if want := "tg:{g1}:grant tg:{g1}:rl"; strings.Join(got, " ") != want {
 		t.Errorf("authKeys = %q, want %q", got, want)
 	}
 }

@@ -2,33 +2,34 @@ package redisstore
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// rotatedKey is the mark Rotate leaves for a refresh token it rotated out.
-// It is listed in the grant's tokens index, so that every revocation
-// deletes it with the grant's tokens: once the grant is gone the mark has
-// nothing left to protect, as CheckReuse answers ErrNotFound for a gone
-// grant anyway. The mark carries the grant's nonce all the same, because
-// grant ids are reused (one per client and subject): a mark that outlived a
-// lost cleanup must not revoke the grant the user consents to next.
-func rotatedKey(grantID, digest string) string { return "tg:{" + grantID + "}:rotated:" + digest }
-
 // CheckReuse revokes the grant when refreshDigest was rotated out of it more
 // than grace ago (RFC 9700 §4.14.2): the old token is in two hands, and the
 // store cannot tell which is the thief's. The check and the revocation are
-// one script, so a reuse cannot slip between them; the grant's dead keys and
-// its index entry go next, as in RevokeGrant.
+// one script, so a reuse cannot slip between them; the grant's index entry
+// goes next, as in RevokeGrant.
+//
+// What the grant remembers of its rotated-out refresh tokens is a ring of
+// the last ringSize of them in its own hash (128 bits of each digest, when
+// it was rotated out, when it would have expired), not a key per rotation:
+// a grant refreshed hourly for 90 days would otherwise keep 2,160 marks.
+// The ring goes with the grant hash, so a revocation forgets it and a grant
+// re-created under the same id starts with an empty one. README.md
+// ("Refresh tokens, reuse and disconnect") says what this catches and what
+// it does not.
 func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error) {
-	if !validGrantID(grantID) {
+	if !validGrantID(grantID) || refreshDigest == "" {
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.checkReuse.Run(ctx, s.client,
-		[]string{grantKey(grantID), tokensKey(grantID), rotatedKey(grantID, refreshDigest)},
-		s.nowMillis(), grace.Milliseconds(),
+		[]string{grantKey(grantID), counterKey(grantID)},
+		s.nowMillis(), grace.Milliseconds(), ringForm(refreshDigest),
 	).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis check reuse: %w", err)
@@ -36,26 +37,48 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 	if n, ok := res.(int64); ok && n == resNotFound {
 		return store.Grant{}, store.ErrNotFound
 	}
-	g, err := s.revoked(ctx, res)
+	g, err := s.revoked(ctx, grantID, res)
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis check reuse: %w", err)
 	}
 	return g, store.ErrRefreshReused
 }
 
-// luaCheckReuse returns 0 (no live mark, a grant that is gone or another
-// incarnation's, or a reuse inside grace) or, having revoked the grant, the
+// luaCheckReuse returns 0 (not in the ring, past its own expiry, rotated
+// out within grace, or the grant is gone) or, having revoked the grant, the
 // same reply as luaRevokeGrant.
 //
-// KEYS: grant, tokens, rotated mark. ARGV: now, grace ms.
+// KEYS: grant, counter. ARGV: now, grace ms, digest.
 const luaCheckReuse = `
 local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-local m = redis.call('HMGET', KEYS[3], 'at', 'exp', 'n')
-local mexp = tonumber(m[2])
-if not mexp or mexp <= now then return 0 end
-local g = redis.call('HMGET', KEYS[1], 'id', 'cid', 'sub', 'scp', 'prof', 'created', 'used', 'exp', 'n')
-local gexp = tonumber(g[8])
-if not gexp or gexp <= now or g[9] ~= m[3] then return 0 end
-if now - tonumber(m[1]) <= grace then return 0 end
-return {g, revoke(KEYS[1], KEYS[2])}
+local p = ARGV[3]
+local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
+local gexp = tonumber(g[7])
+if not gexp or gexp <= now then return 0 end
+for i = 0, RING - 1 do
+  local m = redis.call('HGET', KEYS[1], 'o' .. i)
+  if m then
+    local at, exp = struct.unpack('>i6i6', m, #m - 11)
+    if string.sub(m, 1, #m - 12) == p then
+      if tonumber(exp) <= now or now - tonumber(at) <= grace then return 0 end
+      revoke(KEYS[1], KEYS[2])
+      return {g, {}}
+    end
+  end
+end
+return 0
 `
+
+// ringForm is what the ring keeps of a refresh token's digest: 128 bits,
+// as 16 bytes when the digest is hex (oauth.Digest's 64 hex digits), else
+// its first 32 characters.
+func ringForm(digest string) string {
+	if len(digest) < ringDigest {
+		return digest
+	}
+	var b [ringDigest / 2]byte
+	if _, err := hex.Decode(b[:], []byte(digest[:ringDigest])); err != nil {
+		return digest[:ringDigest]
+	}
+	return string(b[:])
+}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -9,14 +10,11 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 )
 
-func TestRotatedLayout(t *testing.T) {
+func TestRotationRing(t *testing.T) {
 	url := storetest.StartRedis(t)
 	const grace = 30 * time.Second
 	rotate := func(t *testing.T, f *fixture) store.Pair {
 		t.Helper()
-		// The clock stays put: Rotate prunes the tokens index by the fake
-		// clock, while Redis expires the pruned keys by its own, so a jump
-		// would leave keys that no revocation lists.
 		now := f.clk.Now()
 		p := store.Pair{
 			Access:  store.Token{Digest: "at2", ExpiresAt: now.Add(time.Hour)},
@@ -28,82 +26,65 @@ func TestRotatedLayout(t *testing.T) {
 		return p
 	}
 
-	t.Run("rotate leaves a mark in the grant's slot and index until the old token's expiry", func(t *testing.T) {
+	t.Run("rotate writes the old token's entry into the grant's ring", func(t *testing.T) {
 		f := newFixture(t, url)
 		ctx := t.Context()
+		f.clk.Advance(time.Minute)
 		rotate(t, f)
-		mk := rotatedKey(f.id, "rt1")
-		if mk != "tg:{"+f.id+"}:rotated:rt1" {
-			t.Errorf("rotated key = %q", mk)
-		}
-		v, err := f.c.HGetAll(ctx, mk).Result()
+		v, err := f.c.HMGet(ctx, grantKey(f.id), "o0", "oi", "r", "a").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		nonce, err := f.c.HGet(ctx, grantKey(f.id), "n").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
+		var want [12]byte // the ring's times: 6-byte big-endian milliseconds
 		at, exp := f.clk.Now().UnixMilli(), f.fresh.ExpiresAt.UnixMilli()
-		if v["at"] != itoa(at) || v["exp"] != itoa(exp) || v["n"] != nonce {
-			t.Errorf("mark = %v, want at %d, exp %d, n %s", v, at, exp, nonce)
+		for i := range 6 {
+			want[5-i], want[11-i] = byte(at>>(8*i)), byte(exp>>(8*i))
 		}
-		ttl, err := f.c.PTTL(ctx, mk).Result()
+		if v[0] != "rt1"+string(want[:]) || v[1] != "1" || v[2] != "rt2" || v[3] != "at2" {
+			t.Errorf("o0, oi, r, a = %q, want %q, 1, rt2, at2", v, "rt1"+string(want[:]))
+		}
+	})
+
+	t.Run("the ring keeps 128 bits of a digest", func(t *testing.T) {
+		f := newFixture(t, url)
+		ctx := t.Context()
+		long := storetest.Random() + storetest.Random() // 64 hex digits, as oauth.Digest makes
+		p := store.Pair{
+			Access:  store.Token{Digest: "at2", ExpiresAt: f.clk.Now().Add(time.Hour)},
+			Refresh: store.Token{Digest: long, ExpiresAt: f.clk.Now().Add(time.Hour)},
+		}
+		if err := f.s.Rotate(ctx, f.id, "rt1", p); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.Rotate(ctx, f.id, long, store.Pair{Access: store.Token{Digest: "at3", ExpiresAt: f.clk.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := f.c.HGet(ctx, grantKey(f.id), "o1").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if left := f.fresh.ExpiresAt.Sub(f.clk.Now()); ttl < left || ttl > left+gcMargin*time.Millisecond {
-			t.Errorf("mark TTL %v, want between %v and %v more", ttl, left, gcMargin*time.Millisecond)
+		raw, _ := hex.DecodeString(long[:ringDigest])
+		if len(v) != 16+12 || v[:16] != string(raw) {
+			t.Errorf("o1 = %x, want 28 bytes starting with %x", v, raw)
 		}
-		score, err := f.c.ZScore(ctx, tokensKey(f.id), mk).Result()
-		if err != nil || int64(score) != exp {
-			t.Errorf("mark's score in the tokens index = %v (%v), want %d", score, err, exp)
-		}
-	})
-
-	t.Run("revoking the grant deletes the mark", func(t *testing.T) {
-		f := newFixture(t, url)
-		rotate(t, f)
-		if _, err := f.s.RevokeGrant(t.Context(), f.id); err != nil {
-			t.Fatal(err)
-		}
-		if keys := f.keys(t); len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
-			t.Errorf("keys left = %q, want only the code's replay marker", keys)
+		f.clk.Advance(time.Minute)
+		if _, err := f.s.CheckReuse(ctx, f.id, long, grace); !errors.Is(err, store.ErrRefreshReused) {
+			t.Errorf("CheckReuse = %v, want ErrRefreshReused", err)
 		}
 	})
 
-	t.Run("a reuse deletes the grant's keys like a revocation", func(t *testing.T) {
+	t.Run("a reuse deletes the grant's hash and counter like a revocation", func(t *testing.T) {
 		f := newFixture(t, url)
 		rotate(t, f)
 		f.clk.Advance(time.Minute)
 		if _, err := f.s.CheckReuse(t.Context(), f.id, "rt1", grace); !errors.Is(err, store.ErrRefreshReused) {
 			t.Fatalf("CheckReuse = %v", err)
 		}
-		if keys := f.keys(t); len(keys) != 1 || keys[0] != markerKey(f.id, "code1") {
-			t.Errorf("keys left = %q, want only the code's replay marker", keys)
-		}
-	})
-
-	t.Run("a mark left by a lost cleanup does not revoke the next consent", func(t *testing.T) {
-		f := newFixture(t, url)
-		ctx := t.Context()
-		rotate(t, f)
-		f.clk.Advance(time.Minute)
-		f.c.AddHook(dropDel{})
-		if _, err := f.s.CheckReuse(ctx, f.id, "rt1", grace); !errors.Is(err, store.ErrRefreshReused) {
-			t.Fatalf("CheckReuse = %v", err)
-		}
-		if n, err := f.c.Exists(ctx, rotatedKey(f.id, "rt1")).Result(); err != nil || n != 1 {
-			t.Fatalf("mark gone (%v): the cleanup was not lost, the test proves nothing", err)
-		}
-		if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice"}, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.s.CheckReuse(ctx, f.id, "rt1", grace); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("CheckReuse after re-consent = %v, want ErrNotFound", err)
-		}
-		if _, err := f.s.GetGrant(ctx, f.id); err != nil {
-			t.Errorf("GetGrant after re-consent: %v", err)
+		keys := f.keys(t)
+		for _, k := range keys {
+			if k == grantKey(f.id) || k == counterKey(f.id) {
+				t.Errorf("key %q survived the reuse", k)
+			}
 		}
 	})
 }

@@ -1,20 +1,41 @@
 package redisstore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
 
 // Record layout, shared by every script (all times are Unix milliseconds of
-// the store's injected clock, never Redis's own clock):
+// the store's injected clock, never Redis's own clock). A grant is one hash,
+// and everything it holds is bounded: no key is written per rotation, so a
+// grant costs the same after 10,000 refreshes as after its first token
+// (README.md "What a grant costs, and how far back reuse is caught"):
 //
-//	grant  hash: id cid sub scp(JSON array) prof(JSON object) created used exp n
-//	token  hash: exp n pair lc lw rec(store.Token, see record.go);
-//	             lc, lw: an access token's budget (count, window ms)
+//	grant hash: cid sub scp(JSON array) prof(JSON object, absent when empty)
+//	            c(created) u(last used) exp n(nonce); the id is in the key
+//	            up to pairSlots pairs, slot k's fields suffixed with k
+//	            (slot 0's with nothing: "a", "a1", "a2", "a3"):
+//	              a ax as   access digest, expiry, scopes (encodeScopes)
+//	              lc lw     the access token's budget (count, window ms),
+//	                        absent when it has none
+//	              r rx rs   refresh digest, expiry, scopes; rs is absent
+//	                        when they are the access token's, r rx rs when
+//	                        the pair has no refresh token
+//	            the rotation ring (reuse.go):
+//	              o0..o3    one rotated-out refresh token each: 128 bits of
+//	                        its digest (ringForm), then when it was rotated
+//	                        out and when it would have expired, 6-byte
+//	                        big-endian integers (struct.pack '>i6i6')
+//	              oi        the slot the next rotation writes
 //	code   hash: exp n rec(JSON store.Code)
-//	marker hash: s(consumed|replayed|issued) exp
+//	marker string: state (c consumed, r replayed, i issued) and expiry, e.g.
+//	             "c1893456000000"; named by 128 bits of the code's digest
 //	rl     hash: i(window index) n(requests counted in that window)
-//	rotated hash: at(when the refresh token was rotated out) exp(when it
-//	             would have expired) n; see reuse.go
-//	tokens zset: member = key of a code, token, rotated mark or counter of
-//	             the grant, score = when that key stops mattering
+//
+// Every value stays short (a digest, a number, a short scope list), so Redis
+// keeps the grant hash as a listpack: one allocation rather than an entry
+// per field (hash-max-listpack-value, 64 bytes by default).
 //
 // One key is not a grant's: a subject's index of grants, tg:u:{<hex
 // SHA-256 of the subject>}:grants, a hash of grant id -> nonce (index.go).
@@ -22,10 +43,11 @@ import "github.com/redis/go-redis/v9"
 // tg:f:{<key>}:<window ms>:<window index>, an integer (failure.go).
 //
 // "n" is the grant's incarnation nonce, drawn when the grant is created and
-// copied into every code and token written for it. A revocation deletes only
-// the grant and its index inside the script (see revoke below); the nonce is
-// what makes the grant's remaining keys dead at that same instant, even if
-// the follow-up cleanup is lost and a grant with the same id is created later.
+// copied into every code written for it. The tokens live inside the grant
+// hash, so a revocation (which deletes the hash and the counter) kills them
+// at once; a pending code lives in its own key, and the nonce is what makes
+// it dead at that same instant, even when a grant with the same id is
+// created before the code's key expires.
 //
 // Redis key TTLs are set to the record's logical life plus gcMargin so that
 // Redis collects the garbage but never drops a record the clock still
@@ -34,6 +56,20 @@ import "github.com/redis/go-redis/v9"
 // gcMargin is how long a key outlives its logical expiry. The Lua prelude
 // spells it out as a literal; TestScriptConstants keeps the two in step.
 const gcMargin = 60_000 // ms
+
+// pairSlots is how many token pairs a grant holds at once
+// (store.PairsPerGrant). Spelt as a literal in luaPrelude, luaGetToken and
+// luaAuthenticate, like gcMargin.
+const pairSlots = store.PairsPerGrant
+
+// ringSize is how many rotated-out refresh tokens a grant remembers
+// (reuse.go, store.RotatedRemembered). Spelt as a literal in luaPrelude,
+// like gcMargin.
+const ringSize = store.RotatedRemembered
+
+// ringDigest is how many hex digits of a digest the ring and the replay
+// markers keep: 32, 128 bits of SHA-256 (ringForm).
+const ringDigest = 32
 
 // lastUsedGranularity is how stale a grant's last_used may get before
 // Authenticate rewrites it. last_used is shown to users as "last used 5
@@ -52,7 +88,7 @@ const markerLife = 24 * 60 * 60 * 1000 // ms
 const (
 	resNotFound = 0
 	resOK       = 1
-	resMismatch = -1 // SaveGrant: other client/subject; Rotate: pair changed
+	resMismatch = -1 // SaveGrant: other client/subject
 )
 
 // luaPrelude holds the helpers every script shares. Scripts are plain EVAL
@@ -60,6 +96,7 @@ const (
 // so that the Redis 6 of older distribution packages works too.
 const luaPrelude = `
 local MARGIN = 60000 -- gcMargin
+local RING = 4 -- ringSize
 local function gc(key, exp, now)
   redis.call('PEXPIRE', key, exp - now + MARGIN)
 end
@@ -71,33 +108,78 @@ local function live(gkey, now)
   if not exp or exp <= now then return nil end
   return exp, g[2]
 end
--- extend makes the grant (and its index) live at least until exp.
-local function extend(gkey, ikey, gexp, exp, now)
+-- extend makes the grant live at least until exp.
+local function extend(gkey, gexp, exp, now)
   if exp > gexp then
     redis.call('HSET', gkey, 'exp', exp)
     gexp = exp
   end
   gc(gkey, gexp, now)
-  gc(ikey, gexp, now)
 end
--- prune forgets index members that are past their life, so the index of a
--- long-lived grant does not grow with every access token it ever had.
-local function prune(ikey, now)
-  redis.call('ZREMRANGEBYSCORE', ikey, '-inf', now)
+-- revoke deletes the grant, with its pair and rotation ring, and its
+-- counter. Pending codes are left to their TTL: the nonce makes them dead.
+local function revoke(gkey, ckey)
+  redis.call('DEL', gkey, ckey)
 end
--- revoke deletes the grant and its index and returns the index members for
--- the caller to delete next. The members are not deleted here because their
--- names are not in KEYS; the nonce already makes them unusable.
-local function revoke(gkey, ikey)
-  local m = redis.call('ZRANGE', ikey, 0, -1)
-  redis.call('DEL', gkey, ikey)
-  return m
+local PAIRS = 4 -- pairSlots
+-- sfx is pair slot k's field suffix: slot 0 has none, so a grant with one
+-- pair spends no byte on it.
+local function sfx(k)
+  if k == 0 then return '' end
+  return tostring(k)
 end
-local function puttoken(key, ikey, exp, nonce, pair, rec, now, lc, lw)
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'exp', exp, 'n', nonce, 'pair', pair, 'rec', rec, 'lc', lc, 'lw', lw)
-  gc(key, exp, now)
-  redis.call('ZADD', ikey, exp, key)
+-- slotof returns the slot whose field f ('a' or 'r') is digest d, or nil.
+local function slotof(gkey, f, d)
+  if d == '' then return nil end
+  local names = {}
+  for k = 0, PAIRS - 1 do names[k + 1] = f .. sfx(k) end
+  local v = redis.call('HMGET', gkey, unpack(names))
+  for k = 0, PAIRS - 1 do
+    if v[k + 1] == d then return k end
+  end
+  return nil
+end
+-- freeslot returns the slot a new pair goes to: an empty one or one whose
+-- pair has expired, else the one whose pair would expire first.
+local function freeslot(gkey, now)
+  local best, bestexp
+  for k = 0, PAIRS - 1 do
+    local s = sfx(k)
+    local v = redis.call('HMGET', gkey, 'a' .. s, 'ax' .. s, 'rx' .. s)
+    if not v[1] then return k end
+    local e = math.max(tonumber(v[2]) or 0, tonumber(v[3]) or 0)
+    if e <= now then return k end
+    if not best or e < bestexp then best, bestexp = k, e end
+  end
+  return best
+end
+-- putpair makes a[i..i+7] (access digest, expiry, scopes, limit count,
+-- limit window, refresh digest, expiry, scopes) the pair in slot k and
+-- returns the later of the two expiries.
+local function putpair(gkey, k, a, i)
+  local s = sfx(k)
+  redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
+  if tonumber(a[i + 3]) > 0 then
+    redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])
+  else
+    redis.call('HDEL', gkey, 'lc' .. s, 'lw' .. s)
+  end
+  local exp = tonumber(a[i + 1])
+  if a[i + 5] ~= '' then
+    redis.call('HSET', gkey, 'r' .. s, a[i + 5], 'rx' .. s, a[i + 6])
+    -- A refresh token's scopes are almost always its access token's:
+    -- then they are not stored twice.
+    if a[i + 7] ~= a[i + 2] then
+      redis.call('HSET', gkey, 'rs' .. s, a[i + 7])
+    else
+      redis.call('HDEL', gkey, 'rs' .. s)
+    end
+    local rexp = tonumber(a[i + 6])
+    if rexp > exp then exp = rexp end
+  else
+    redis.call('HDEL', gkey, 'r' .. s, 'rx' .. s, 'rs' .. s)
+  end
+  return exp
 end
 `
 
@@ -120,7 +202,7 @@ func newScripts() scripts {
 		saveCode:     s(luaSaveCode),
 		consumeCode:  s(luaConsumeCode),
 		issueTokens:  s(luaIssueTokens),
-		getToken:     s(luaGetToken),
+		getToken:     redis.NewScript(luaGetToken),
 		rotate:       s(luaRotate),
 		authenticate: redis.NewScript(luaAuthenticate), // no prelude: see luaAuthenticate
 		refund:       redis.NewScript(luaRefund),
@@ -138,8 +220,8 @@ func newScripts() scripts {
 // one, and returns the grant's nonce for the subject's index (or -1). cjson
 // encodes an empty table as "{}", hence the explicit "[]".
 //
-// KEYS: grant, tokens. ARGV: now, exp, nonce, id, client, subject,
-// scopes JSON, profile JSON, created, used.
+// KEYS: grant. ARGV: now, exp, nonce, id (unused: it is in the key),
+// client, subject, scopes JSON, profile JSON, created, used.
 const luaSaveGrant = `
 local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
 local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', 'scp', 'prof', 'n')
@@ -163,30 +245,35 @@ if gexp and gexp > now then
   else
     redis.call('HSET', KEYS[1], 'scp', scp)
   end
-  extend(KEYS[1], KEYS[2], gexp, exp, now)
+  extend(KEYS[1], gexp, exp, now)
   return g[6] or ''
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'id', ARGV[4], 'cid', ARGV[5], 'sub', ARGV[6],
-  'scp', ARGV[7], 'created', ARGV[9], 'used', ARGV[10], 'exp', exp, 'n', ARGV[3])
+redis.call('HSET', KEYS[1], 'cid', ARGV[5], 'sub', ARGV[6],
+  'scp', ARGV[7], 'c', ARGV[9], 'u', ARGV[10], 'exp', exp, 'n', ARGV[3])
 if ARGV[8] ~= '{}' then redis.call('HSET', KEYS[1], 'prof', ARGV[8]) end
 gc(KEYS[1], exp, now)
-gc(KEYS[2], exp, now)
 return ARGV[3]
 `
 
-// luaRevokeGrant returns {grant fields and nonce, index members} or 0.
+// luaGrantFields is the HMGET a revoking script replies with (see
+// revoked): grantFields and the nonce. TestScriptConstants keeps the two in
+// step.
+const luaGrantFields = `'cid', 'sub', 'scp', 'prof', 'c', 'u', 'exp', 'n'`
+
+// luaRevokeGrant returns {grant fields and nonce, {}} or 0.
 //
-// KEYS: grant, tokens. ARGV: now.
+// KEYS: grant, counter. ARGV: now.
 const luaRevokeGrant = `
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'id', 'cid', 'sub', 'scp', 'prof', 'created', 'used', 'exp', 'n')
-local gexp = tonumber(g[8])
+local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
+local gexp = tonumber(g[7])
 if not gexp or gexp <= now then return 0 end
-return {g, revoke(KEYS[1], KEYS[2])}
+revoke(KEYS[1], KEYS[2])
+return {g, {}}
 `
 
-// KEYS: grant, code, tokens. ARGV: now, exp, record.
+// KEYS: grant, code. ARGV: now, exp, record.
 const luaSaveCode = `
 local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
 local gexp, nonce = live(KEYS[1], now)
@@ -194,161 +281,169 @@ if not gexp then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'exp', exp, 'n', nonce, 'rec', ARGV[3])
 gc(KEYS[2], exp, now)
-redis.call('ZADD', KEYS[3], exp, KEYS[2])
-prune(KEYS[3], now)
-extend(KEYS[1], KEYS[3], gexp, exp, now)
+extend(KEYS[1], gexp, exp, now)
 return 1
 `
 
 // luaConsumeCode returns the code record, 0 (not found) or
-// {"replayed", members to delete}.
+// {"replayed", {}}.
 //
-// KEYS: grant, code, marker, tokens. ARGV: now, marker expiry.
+// KEYS: grant, code, marker, counter. ARGV: now, marker expiry.
 const luaConsumeCode = `
 local now = tonumber(ARGV[1])
-local mk = redis.call('HMGET', KEYS[3], 's', 'exp')
-if mk[1] and tonumber(mk[2]) > now then
-  local gone = {}
-  if mk[1] == 'issued' then gone = revoke(KEYS[1], KEYS[4]) end
-  redis.call('HSET', KEYS[3], 's', 'replayed')
-  return {'replayed', gone}
+local mk = redis.call('GET', KEYS[3])
+if mk and tonumber(string.sub(mk, 2)) > now then
+  if string.sub(mk, 1, 1) == 'i' then revoke(KEYS[1], KEYS[4]) end
+  redis.call('SET', KEYS[3], 'r' .. string.sub(mk, 2), 'KEEPTTL')
+  return {'replayed', {}}
 end
 local c = redis.call('HMGET', KEYS[2], 'exp', 'n', 'rec')
 if not c[1] then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[4], KEYS[2])
 if tonumber(c[1]) <= now then return 0 end
 local gexp, nonce = live(KEYS[1], now)
 if not gexp or nonce ~= c[2] then return 0 end
-local mexp = tonumber(ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], 's', 'consumed', 'exp', mexp)
-gc(KEYS[3], mexp, now)
+redis.call('SET', KEYS[3], 'c' .. ARGV[2], 'PX', tonumber(ARGV[2]) - now + MARGIN)
 return c[3]
 `
 
-// luaIssueTokens returns 1, 0 (not found) or {"replayed", members}.
-// An empty refresh expiry means the pair has no refresh token.
+// luaIssueTokens returns 1, 0 (not found) or {"replayed", {}}. The pair
+// goes into a free slot, or replaces the pair that would expire first when
+// the grant already holds pairSlots live ones.
 //
-// KEYS: grant, marker, tokens, access, refresh.
-// ARGV: now, access exp, access record, refresh exp, refresh record,
-// access digest, refresh digest, access limit count, access limit window.
+// KEYS: grant, marker, counter. ARGV: now, then the pair as putpair takes
+// it.
 const luaIssueTokens = `
 local now = tonumber(ARGV[1])
-local mk = redis.call('HMGET', KEYS[2], 's', 'exp')
-if not mk[1] or tonumber(mk[2]) <= now then return 0 end
-if mk[1] ~= 'consumed' then
-  local gone = revoke(KEYS[1], KEYS[3])
-  redis.call('HSET', KEYS[2], 's', 'replayed')
-  return {'replayed', gone}
+local mk = redis.call('GET', KEYS[2])
+if not mk or tonumber(string.sub(mk, 2)) <= now then return 0 end
+if string.sub(mk, 1, 1) ~= 'c' then
+  revoke(KEYS[1], KEYS[3])
+  redis.call('SET', KEYS[2], 'r' .. string.sub(mk, 2), 'KEEPTTL')
+  return {'replayed', {}}
 end
-local gexp, nonce = live(KEYS[1], now)
+local gexp = live(KEYS[1], now)
 if not gexp then return 0 end
-local exp = tonumber(ARGV[2])
-puttoken(KEYS[4], KEYS[3], exp, nonce, ARGV[7], ARGV[3], now, ARGV[8], ARGV[9])
-if ARGV[4] ~= '' then
-  local rexp = tonumber(ARGV[4])
-  puttoken(KEYS[5], KEYS[3], rexp, nonce, ARGV[6], ARGV[5], now, 0, 0)
-  if rexp > exp then exp = rexp end
-end
-prune(KEYS[3], now)
-extend(KEYS[1], KEYS[3], gexp, exp, now)
-redis.call('HSET', KEYS[2], 's', 'issued')
+extend(KEYS[1], gexp, putpair(KEYS[1], freeslot(KEYS[1], now), ARGV, 2), now)
+redis.call('SET', KEYS[2], 'i' .. string.sub(mk, 2), 'KEEPTTL')
 return 1
 `
 
-// KEYS: token, grant. ARGV: now.
+// luaGetToken returns the token's reply record (record.go) or 0.
+//
+// KEYS: grant. ARGV: now, kind (at|rt), digest.
 const luaGetToken = `
 local now = tonumber(ARGV[1])
-local t = redis.call('HMGET', KEYS[1], 'exp', 'n', 'rec')
-local texp = tonumber(t[1])
-if not texp or texp <= now then return 0 end
-local gexp, nonce = live(KEYS[2], now)
-if not gexp or nonce ~= t[2] then return 0 end
-return t[3]
+local f = 'a'
+if ARGV[2] == 'rt' then f = 'r' end
+local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', f, f .. '1', f .. '2', f .. '3') -- pairSlots
+local gexp = tonumber(g[1])
+if not gexp or gexp <= now or ARGV[3] == '' then return 0 end
+local s
+for k = 0, 3 do
+  if g[k + 4] == ARGV[3] then s = k; break end
+end
+if not s then return 0 end
+if s == 0 then s = '' else s = tostring(s) end
+local t = redis.call('HMGET', KEYS[1], 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'rx' .. s, 'rs' .. s)
+local x, sc, pair, lc, lw = t[2], t[3], t[6] or '', t[4] or '0', t[5] or '0'
+if f == 'r' then x, sc, pair, lc, lw = t[7], t[8] or t[3], t[1] or '', '0', '0' end
+if tonumber(x) <= now then return 0 end
+local cid, sub = g[2], g[3]
+if #cid < 256 and #sub < 256 and #pair < 256 and #x < 256 and #lc < 256 and #lw < 256 then
+  return 't3;' .. string.char(#cid, #sub, #pair, #x, #lc, #lw) .. cid .. sub .. pair .. x .. lc .. lw .. (sc or '')
+end
+return 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair ..
+  #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 `
 
-// luaRotate returns 1, 0 (not found) or -1 when the old refresh token's
-// pair is not the access token the caller named in KEYS (it read the pair
-// beforehand, because a key a script touches must be declared). It leaves
-// the old refresh token's rotated mark behind (reuse.go), until the token
-// would have expired.
+// luaRotate returns 1 or 0 (not found): the old refresh token is not the
+// grant's current one, has expired, or the grant is gone. Of two
+// concurrent rotations the one that finds the token wins; the other's
+// token is then in the ring. The old refresh token goes into the ring
+// (reuse.go), replacing the oldest entry, and the new pair replaces the
+// current one, all in the one hash.
 //
-// KEYS: grant, tokens, old refresh, old access, new access, new refresh,
-// old refresh's rotated mark.
-// ARGV: now, old pair digest, access exp, access record, refresh exp,
-// refresh record, access digest, refresh digest, access limit count, access
-// limit window.
+// KEYS: grant. ARGV: now, old refresh digest, its ring form (ringForm),
+// then the new pair as putpair takes it.
 const luaRotate = `
 local now = tonumber(ARGV[1])
-local r = redis.call('HMGET', KEYS[3], 'exp', 'n', 'pair')
-local rexp = tonumber(r[1])
-if not rexp or rexp <= now then return 0 end
-local gexp, nonce = live(KEYS[1], now)
-if not gexp or nonce ~= r[2] then return 0 end
-if (r[3] or '') ~= ARGV[2] then return -1 end
-redis.call('DEL', KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[2], KEYS[3], KEYS[4])
-redis.call('DEL', KEYS[7])
-redis.call('HSET', KEYS[7], 'at', now, 'exp', rexp, 'n', nonce)
-gc(KEYS[7], rexp, now)
-redis.call('ZADD', KEYS[2], rexp, KEYS[7])
-local exp = tonumber(ARGV[3])
-puttoken(KEYS[5], KEYS[2], exp, nonce, ARGV[8], ARGV[4], now, ARGV[9], ARGV[10])
-if ARGV[5] ~= '' then
-  local nexp = tonumber(ARGV[5])
-  puttoken(KEYS[6], KEYS[2], nexp, nonce, ARGV[7], ARGV[6], now, 0, 0)
-  if nexp > exp then exp = nexp end
-end
-prune(KEYS[2], now)
-extend(KEYS[1], KEYS[2], gexp, exp, now)
+local gexp = live(KEYS[1], now)
+if not gexp then return 0 end
+local k = slotof(KEYS[1], 'r', ARGV[2])
+if not k then return 0 end
+local g = redis.call('HMGET', KEYS[1], 'rx' .. sfx(k), 'oi')
+if tonumber(g[1]) <= now then return 0 end
+local i = tonumber(g[2]) or 0
+redis.call('HSET', KEYS[1], 'o' .. i, ARGV[3] .. struct.pack('>i6i6', now, tonumber(g[1])),
+  'oi', (i + 1) % RING)
+extend(KEYS[1], gexp, putpair(KEYS[1], k, ARGV, 4), now)
 return 1
 `
 
 // luaAuthenticate is the hot path: 0 when the token or its grant is not
 // live, else {record, count, allowed, window end}; count is -1 when nothing
 // was counted (no budget). The budget is ARGV's, or the token's own when
-// ARGV's count is 0: only the token record names the client, and so the
-// budget. As the window then is only known here, the counter is one key per
-// grant holding the window index, rather than a key per window (whose name
-// the script would have to make up, undeclared). It is only incremented
-// while under the limit, so a client hammering an exhausted budget does not
-// push the count (and a later Refund) past the limit.
+// ARGV's count is 0. As the window then is only known here, the counter is
+// one key per grant holding the window index, rather than a key per window
+// (whose name the script would have to make up, undeclared). It is only
+// incremented while under the limit, so a client hammering an exhausted
+// budget does not push the count (and a later Refund) past the limit.
 //
-// It runs without luaPrelude, spelling out gc() instead: defining the
-// prelude's closures on every call costs Redis ~4% of this script's CPU.
+// The token, its grant and its budget are one HMGET of one hash. The
+// record's short fields are prefixed by their lengths as bytes (record.go,
+// t3): formatting six numbers as decimals cost Redis about 0.8µs a call, as
+// much as the HMGET. It runs without luaPrelude, spelling out gc()
+// instead: defining the prelude's closures on every call costs Redis ~4% of
+// this script's CPU.
 //
-// KEYS: access, grant, counter, tokens. ARGV: now, limit count, window ms.
+// KEYS: grant, counter. ARGV: now, limit count, window ms, access digest.
 const luaAuthenticate = `
 local now = tonumber(ARGV[1])
-local t = redis.call('HMGET', KEYS[1], 'exp', 'n', 'rec', 'lc', 'lw')
-local texp = tonumber(t[1])
-if not texp or texp <= now then return 0 end
-local g = redis.call('HMGET', KEYS[2], 'exp', 'n', 'used')
-local gexp = tonumber(g[1])
-if not gexp or gexp <= now or g[2] ~= t[2] then return 0 end
-if now - (tonumber(g[3]) or 0) >= 60000 then -- lastUsedGranularity
-  redis.call('HSET', KEYS[2], 'used', now)
+local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
+local x, lc, lw, pair, sc = g[2], g[5], g[6], g[9], g[10]
+if g[1] ~= ARGV[4] then
+  -- Not slot 0's: look in the others only now, as a field the listpack
+  -- lacks costs a scan of all of it.
+  local o = redis.call('HMGET', KEYS[1], 'a1', 'a2', 'a3') -- pairSlots
+  local s
+  for k = 1, 3 do
+    if o[k] == ARGV[4] then s = tostring(k); break end
+  end
+  if not s then return 0 end
+  local t = redis.call('HMGET', KEYS[1], 'ax' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'as' .. s)
+  x, lc, lw, pair, sc = t[1], t[2], t[3], t[4], t[5]
+end
+local texp, gexp = tonumber(x), tonumber(g[3])
+if not texp or texp <= now or not gexp or gexp <= now then return 0 end
+if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
+  redis.call('HSET', KEYS[1], 'u', now)
+end
+lc, lw, pair = lc or '0', lw or '0', pair or ''
+local cid, sub, rec = g[7], g[8]
+if #cid < 256 and #sub < 256 and #pair < 256 and #x < 256 and #lc < 256 and #lw < 256 then
+  rec = 't3;' .. string.char(#cid, #sub, #pair, #x, #lc, #lw) .. cid .. sub .. pair .. x .. lc .. lw .. (sc or '')
+else
+  rec = 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair ..
+    #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 end
 local limit, w = tonumber(ARGV[2]), tonumber(ARGV[3])
-if limit <= 0 then limit, w = tonumber(t[4]) or 0, tonumber(t[5]) or 0 end
-if limit <= 0 or w <= 0 then return {t[3], -1, 1, 0} end
+if limit <= 0 then limit, w = tonumber(lc), tonumber(lw) end
+if limit <= 0 or w <= 0 then return {rec, -1, 1, 0} end
 local idx = math.floor(now / w)
 local reset = (idx + 1) * w
-local c = redis.call('HMGET', KEYS[3], 'i', 'n')
+local c = redis.call('HMGET', KEYS[2], 'i', 'n')
 local n = 0
 if tonumber(c[1]) == idx then n = tonumber(c[2]) or 0 end
-if n >= limit then return {t[3], n, 0, reset} end
+if n >= limit then return {rec, n, 0, reset} end
 if n == 0 then
-  redis.call('HSET', KEYS[3], 'i', idx, 'n', 1)
-  redis.call('PEXPIRE', KEYS[3], reset - now + 60000) -- gc(), gcMargin
-  redis.call('ZADD', KEYS[4], reset, KEYS[3])
-  redis.call('PEXPIRE', KEYS[4], gexp - now + 60000) -- gc(), gcMargin
+  redis.call('HSET', KEYS[2], 'i', idx, 'n', 1)
+  redis.call('PEXPIRE', KEYS[2], reset - now + 60000) -- gc(), gcMargin
   n = 1
 else
-  n = redis.call('HINCRBY', KEYS[3], 'n', 1)
+  n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 end
-return {t[3], n, 1, reset}
+return {rec, n, 1, reset}
 `
 
 // luaRefund takes one request back from the counter, if it still counts

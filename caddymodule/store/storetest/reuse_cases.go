@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -178,6 +179,118 @@ func reuseCases() []testCase {
 				_, err = e.s.CheckReuse(e.ctx, id, old.Refresh.Digest, grace)
 				wantErr(t, "CheckReuse with a bad grant id", err, store.ErrNotFound)
 			}
+		}},
+	}
+}
+
+// ringCases are the reuse behaviours of a grant refreshed many times: it
+// remembers its last store.RotatedRemembered rotated-out refresh tokens,
+// however many rotations came before.
+func ringCases() []testCase {
+	// rotateMany rotates the grant's pair n times, a minute apart, and
+	// returns every refresh digest rotated out, oldest first, and the
+	// current pair.
+	rotateMany := func(t *testing.T, e *env, n int) ([]string, store.Pair) {
+		t.Helper()
+		p := e.issue(t, true)
+		out := make([]string, 0, n)
+		for range n {
+			e.clk.Advance(time.Minute)
+			next := e.pair(true)
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, p.Refresh.Digest, next), nil)
+			out = append(out, p.Refresh.Digest)
+			p = next
+		}
+		return out, p
+	}
+	return []testCase{
+		{"after 1,000 rotations each of the last rotated-out refresh tokens is a reuse", func(t *testing.T, e *env) {
+			for back := 1; back <= store.RotatedRemembered; back++ {
+				e := &env{s: e.s, clk: e.clk, ctx: e.ctx, grantID: "g" + Random()}
+				e.grant(t, "read")
+				old, p := rotateMany(t, e, 1000)
+				e.clk.Advance(grace + time.Millisecond)
+				_, err := e.s.CheckReuse(e.ctx, e.grantID, old[len(old)-back], grace)
+				wantErr(t, "CheckReuse of the token rotated out "+strconv.Itoa(back)+" rotations back", err, store.ErrRefreshReused)
+				if e.alive(t, p.Access.Digest) {
+					t.Errorf("%d back: the current access token survived the reuse", back)
+				}
+				wantErr(t, "Rotate the current refresh token", e.s.Rotate(e.ctx, e.grantID, p.Refresh.Digest, e.pair(true)), store.ErrNotFound)
+			}
+		}},
+		{"after many rotations the grace window still spares a racing refresh", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old, p := rotateMany(t, e, 100)
+			// The loser of a race presents the token the winner just
+			// rotated out, within grace.
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old[len(old)-1], grace)
+			wantErr(t, "CheckReuse inside grace", err, store.ErrNotFound)
+			if !e.alive(t, p.Access.Digest) {
+				t.Errorf("the current access token does not authenticate")
+			}
+		}},
+		{"a refresh token rotated out longer ago than the ring reaches is only not found", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old, p := rotateMany(t, e, store.RotatedRemembered+1)
+			e.clk.Advance(time.Hour)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old[0], grace)
+			wantErr(t, "CheckReuse of a token past the ring", err, store.ErrNotFound)
+			wantErr(t, "Rotate it", e.s.Rotate(e.ctx, e.grantID, old[0], e.pair(true)), store.ErrNotFound)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+			wantErr(t, "GetToken the current refresh token", err, nil)
+		}},
+		{"a grant holds several pairs, each rotating on its own, and a reuse of any revokes them all", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			var pairs []store.Pair
+			for range store.PairsPerGrant {
+				pairs = append(pairs, e.issue(t, true))
+			}
+			next := e.pair(true)
+			wantErr(t, "Rotate the second pair", e.s.Rotate(e.ctx, e.grantID, pairs[1].Refresh.Digest, next), nil)
+			old := pairs[1].Refresh.Digest
+			pairs[1] = next
+			for i, p := range pairs {
+				if !e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token does not authenticate", i)
+				}
+				r, err := e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
+				wantErr(t, "GetToken refresh of pair "+strconv.Itoa(i), err, nil)
+				if r.Pair != p.Access.Digest {
+					t.Errorf("pair %d's refresh token names %q as its pair, want %q", i, r.Pair, p.Access.Digest)
+				}
+			}
+			e.clk.Advance(grace + time.Millisecond)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, old, grace)
+			wantErr(t, "CheckReuse", err, store.ErrRefreshReused)
+			for i, p := range pairs {
+				if e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token survived the reuse", i)
+				}
+			}
+		}},
+		{"a pair beyond what a grant holds replaces the one that would expire first, which is no reuse", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			var pairs []store.Pair
+			for range store.PairsPerGrant {
+				pairs = append(pairs, e.issue(t, true))
+				e.clk.Advance(time.Minute)
+			}
+			newest := e.issue(t, true)
+			first := pairs[0]
+			if e.alive(t, first.Access.Digest) {
+				t.Errorf("the replaced access token still authenticates")
+			}
+			wantErr(t, "Rotate the replaced refresh token", e.s.Rotate(e.ctx, e.grantID, first.Refresh.Digest, e.pair(true)), store.ErrNotFound)
+			for i, p := range append(pairs[1:], newest) {
+				if !e.alive(t, p.Access.Digest) {
+					t.Errorf("pair %d's access token does not authenticate", i+1)
+				}
+			}
+			e.clk.Advance(time.Minute)
+			_, err := e.s.CheckReuse(e.ctx, e.grantID, first.Refresh.Digest, grace)
+			wantErr(t, "CheckReuse of the replaced refresh token", err, store.ErrNotFound)
+			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, newest.Refresh.Digest)
+			wantErr(t, "GetToken the newest refresh token", err, nil)
 		}},
 	}
 }

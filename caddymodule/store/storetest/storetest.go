@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 	cases = append(cases, codeCases()...)
 	cases = append(cases, tokenCases()...)
 	cases = append(cases, reuseCases()...)
+	cases = append(cases, ringCases()...)
 	cases = append(cases, indexCases()...)
 	cases = append(cases, authenticateCases()...)
 	cases = append(cases, rateLimitCases()...)
