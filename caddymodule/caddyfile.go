@@ -22,6 +22,7 @@ func init() {
 		"tollgate_revoke":      func() caddyhttp.MiddlewareHandler { return new(Revoke) },
 		"tollgate_userinfo":    func() caddyhttp.MiddlewareHandler { return new(UserInfo) },
 		"tollgate_connections": func() caddyhttp.MiddlewareHandler { return new(Connections) },
+		"tollgate_introspect":  func() caddyhttp.MiddlewareHandler { return new(Introspect) },
 	} {
 		httpcaddyfile.RegisterHandlerDirective(name, parseEndpoint(name, mod))
 		// The endpoints answer by themselves, like respond; ordering them
@@ -106,6 +107,7 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	tollgate_revoke
 //	tollgate_userinfo
 //	tollgate_connections
+//	tollgate_introspect
 func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcaddyfile.UnmarshalHandlerFunc {
 	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		h.Next() // directive name
