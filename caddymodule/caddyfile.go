@@ -29,6 +29,8 @@ func init() {
 		// before reverse_proxy lets them share a site with a proxy.
 		httpcaddyfile.RegisterDirectiveOrder(name, httpcaddyfile.Before, "reverse_proxy")
 	}
+	httpcaddyfile.RegisterHandlerDirective("tollgate_metadata", parseMetadata)
+	httpcaddyfile.RegisterDirectiveOrder("tollgate_metadata", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterHandlerDirective("tollgate_protect", parseProtect)
 	// Before rewrite, so that a rewrite in the same block can use
 	// {http.auth.user.id} without wrapping the block in route.
