@@ -342,3 +342,39 @@ func wantOAuthError(t *testing.T, w *httptest.ResponseRecorder, status int, code
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A client registered with a token_header (the Trans style) must send it
+// to the introspection endpoint too, as to the token and revocation
+// endpoints (README, Partner styles).
+func TestIntrospectRequiresTheClientsTokenHeader(t *testing.T) {
+	a, _ := newTestApp(t)
+	tr := issue(t, a, "partner", testSecret, "profile:read")
+	c, err := ClientConfig{
+		ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"},
+		Scopes: []string{"profile:read"}, TokenHeader: &HeaderRequirement{Name: "Api-key", Value: "partner-api-key"},
+	}.build(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.clients["partner"] = c
+	for _, tc := range []struct {
+		header string
+		active bool
+	}{{"", false}, {"wrong-key", false}, {"partner-api-key", true}} {
+		form := url.Values{"token": {tr.AccessToken}, "client_id": {"partner"}, "client_secret": {testSecret}}
+		r := httptest.NewRequest(http.MethodPost, "/oauth/introspect", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if tc.header != "" {
+			r.Header.Set("Api-key", tc.header)
+		}
+		w := httptest.NewRecorder()
+		if err := (&Introspect{appRef{a}}).ServeHTTP(w, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !tc.active {
+			wantOAuthError(t, w, http.StatusUnauthorized, oauth.InvalidClient)
+		} else if !strings.Contains(w.Body.String(), `"active":true`) {
+			t.Fatalf("with the right Api-key: %d %s", w.Code, w.Body)
+		}
+	}
+}

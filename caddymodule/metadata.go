@@ -185,7 +185,7 @@ func checkIssuer(issuer string) (*url.URL, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 		u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(issuer, "#") {
-		return nil, fmt.Errorf("issuer %q must be an https URL without query or fragment (RFC 8414 §2)", issuer)
+		return nil, fmt.Errorf("issuer %q must be an https URL (http only for local trials) without query or fragment (RFC 8414 §2)", issuer)
 	}
 	return u, nil
 }

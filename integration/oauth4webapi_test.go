@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,9 @@ import (
 	"time"
 )
 
-// oauth4webapiDir holds the Node script and its pinned oauth4webapi.
-var oauth4webapiDir = filepath.Join("oauth4webapi")
+// oauth4webapiDir holds the Node script and its pinned oauth4webapi
+// (relative to this package's directory, where go test runs).
+const oauth4webapiDir = "oauth4webapi"
 
 // npmInstall installs the script's dependencies from package-lock.json,
 // once per run.
