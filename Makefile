@@ -1,5 +1,5 @@
 # make run   — the gateway on Caddyfile.example (embedded store)
-# make test  — every test, installing redis-server and chromium first when missing
+# make test  — every test, installing redis-server, chromium, node and npm first when missing
 # make fuzz  — every fuzz target for a few seconds (part of make test)
 # make bench — the gateway benchmark of integration/
 
@@ -13,17 +13,22 @@ run:
 build:
 	$(GO) build -o tollgate ./cmd/tollgate
 
-# The tests start their own redis-server on a free loopback port, and the
-# page tests drive Debian's headless Chromium (/usr/bin/chromium); they never
-# skip for lack of either, so install what is missing here.
+# The tests start their own redis-server on a free loopback port, the page
+# tests drive Debian's headless Chromium (/usr/bin/chromium), and
+# TestOAuth4WebAPIClient runs a Node script (node 18 or later, npm); they
+# never skip for lack of any, so install what is missing here.
 deps:
 	@missing=; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	[ -z "$$missing" ] || { \
 		echo "installing$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; }; \
+	node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' || \
+		{ echo "node $$(node --version) is older than 18, which integration/oauth4webapi needs"; exit 1; }
 
 vet:
 	@test -z "$$(gofmt -l caddymodule cmd integration)" || { gofmt -l caddymodule cmd integration; echo "gofmt needed"; exit 1; }

@@ -22,12 +22,15 @@ func init() {
 		"tollgate_revoke":      func() caddyhttp.MiddlewareHandler { return new(Revoke) },
 		"tollgate_userinfo":    func() caddyhttp.MiddlewareHandler { return new(UserInfo) },
 		"tollgate_connections": func() caddyhttp.MiddlewareHandler { return new(Connections) },
+		"tollgate_introspect":  func() caddyhttp.MiddlewareHandler { return new(Introspect) },
 	} {
 		httpcaddyfile.RegisterHandlerDirective(name, parseEndpoint(name, mod))
 		// The endpoints answer by themselves, like respond; ordering them
 		// before reverse_proxy lets them share a site with a proxy.
 		httpcaddyfile.RegisterDirectiveOrder(name, httpcaddyfile.Before, "reverse_proxy")
 	}
+	httpcaddyfile.RegisterHandlerDirective("tollgate_metadata", parseMetadata)
+	httpcaddyfile.RegisterDirectiveOrder("tollgate_metadata", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterHandlerDirective("tollgate_protect", parseProtect)
 	// Before rewrite, so that a rewrite in the same block can use
 	// {http.auth.user.id} without wrapping the block in route.
@@ -106,6 +109,7 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	tollgate_revoke
 //	tollgate_userinfo
 //	tollgate_connections
+//	tollgate_introspect
 func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcaddyfile.UnmarshalHandlerFunc {
 	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		h.Next() // directive name
