@@ -32,8 +32,10 @@ type gatewayConfig struct {
 	// refreshReuseGrace is a line added to the tollgate block, e.g.
 	// "refresh_reuse_grace 2s" ("" keeps the default).
 	refreshReuseGrace string
-	// storeTimeout is a line added to the tollgate block, e.g.
-	// "store_timeout 300ms" ("" keeps the default).
+	// storeTimeout is TOLLGATE_STORE_TIMEOUT, the example's store_timeout
+	// ("" gives the harness's 5s: the tests share two cores, and a
+	// starved process must not turn a slow store answer into a 503 that
+	// no user would see; only the hung-store test wants the real bound).
 	storeTimeout string
 
 	// appLines are lines added to the tollgate block verbatim, e.g.
@@ -110,7 +112,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && cfg.storeTimeout == "" && len(cfg.appLines) == 0 {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && len(cfg.appLines) == 0 {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -137,10 +139,6 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	for _, line := range cfg.appLines {
 		replace(anchor, anchor+"\n\t\t"+line)
 	}
-	if cfg.storeTimeout != "" {
-		const anchor = "store {env.TOLLGATE_STORE}"
-		replace(anchor, anchor+"\n\t\t"+cfg.storeTimeout)
-	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -157,6 +155,9 @@ func (cfg gatewayConfig) environment() []string {
 	}
 	if cfg.rateLimit != "" {
 		env = append(env, "TOLLGATE_RATE_LIMIT="+cfg.rateLimit)
+	}
+	if cfg.storeTimeout != "" {
+		env = append(env, "TOLLGATE_STORE_TIMEOUT="+cfg.storeTimeout)
 	}
 	if cfg.webhookURL != "" {
 		env = append(env, "TOLLGATE_WEBHOOK_URL="+cfg.webhookURL)
@@ -185,6 +186,7 @@ func launchAt(t *testing.T, storeKind, storeURL, config, tokenPath string, extra
 		fmt.Sprintf("TOLLGATE_LEGACY_UPSTREAM=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("TOLLGATE_ADMIN=127.0.0.1:%d", ports[2]),
 		"TOLLGATE_STORE="+storeURL,
+		"TOLLGATE_STORE_TIMEOUT=5s",
 		// Caddy keeps autosave.json and its instance id under these; one
 		// directory per process keeps parallel gateways apart.
 		"HOME="+home,

@@ -34,7 +34,7 @@ func TestHungRedisAnswers503AtTheStoreDeadline(t *testing.T) {
 	port := quietPort(t)
 	redis := startPausableRedis(t, port)
 	gw := startGatewayOn(t, "redis", fmt.Sprintf("redis://127.0.0.1:%d/0", port),
-		gatewayConfig{storeTimeout: "store_timeout " + storeTimeout.String()})
+		gatewayConfig{storeTimeout: storeTimeout.String()})
 
 	tok, conf := obtainTokens(t, gw, allScopes...)
 	auth := bearer(tok.AccessToken)
