@@ -56,6 +56,21 @@ func (c *cluster) name(gw *gateway) string {
 	return fmt.Sprintf(":%d", gw.port)
 }
 
+// countLog counts the JSON log entries with message msg across the
+// cluster's instances.
+func (c *cluster) countLog(msg string) int {
+	n := 0
+	for _, gw := range c.gws {
+		for _, line := range strings.Split(gw.output.String(), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == msg {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // at returns b sending its requests to instance gw, with the same cookies.
 func (b *browser) at(gw *gateway) *browser {
 	c := *b
@@ -357,4 +372,164 @@ func TestInstancesShareSignIn(t *testing.T) {
 	if r := guesser.submitAt(cc, p, url.Values{"username": {username}, "password": {password}}); r.status != http.StatusOK || !r.isConsent() {
 		t.Fatalf("the right password on C after the lock was cleared on B: want the consent page:\n%s", r)
 	}
+}
+
+// TestInstancesDeliverEachWebhookOnce disconnects the demo client six
+// times, each cycle's consent, code exchange and Disconnect on three
+// different instances, so that every instance queues two events, while
+// the one receiver answers 503 and all three dispatchers attempt them.
+// Once every first attempt has failed and its retry is scheduled in the
+// store, instance A is killed (as in a deploy or a crash) and the receiver
+// starts accepting. Each event queued arrives at least once; after
+// de-duplication on webhook-id, as a receiver does, there is exactly one
+// per disconnect, each the event of its own disconnect; and the two events
+// A queued are delivered by B or C.
+//
+// Each cycle consents to a different set of scopes, so that the event's
+// data.scopes tells which disconnect it is (the example has one user and
+// one client).
+//
+// README Webhooks: "webhook-id (the event id, stable across retries:
+// de-duplicate on it)"; "on Redis, a Stream with a consumer group that
+// every gateway instance shares"; "delivered at least once: a non-2xx
+// answer … is retried with exponential backoff (first retry within 10 s)".
+func TestInstancesDeliverEachWebhookOnce(t *testing.T) {
+	t.Parallel()
+	rcv := newWebhookReceiver(t)
+	rcv.setStatus(http.StatusServiceUnavailable)
+	c := startCluster(t, gatewayConfig{webhookURL: rcv.url})
+
+	type cycle struct {
+		scopes      []string
+		queuedBy    *gateway // the instance whose connections page disconnected
+		from, until time.Time
+	}
+	var cycles []cycle
+	br := newBrowser(t, c.gws[0])
+	for i, scopes := range [][]string{
+		{"profile:read"},
+		{"seatime:read"},
+		{"vessels:read"},
+		{"profile:read", "seatime:read"},
+		{"profile:read", "vessels:read"},
+		{"seatime:read", "vessels:read"},
+	} {
+		consentOn, exchangeOn, disconnectOn := c.gws[i%3], c.gws[(i+1)%3], c.gws[(i+2)%3]
+		from := time.Now()
+		req := newAuthRequest(consentOn.oauthConfig(oauth2.AuthStyleInParams, scopes...))
+		tok := exchangeAt(t, exchangeOn, req, br.at(consentOn).authorize(req))
+		onZ := br.at(disconnectOn)
+		p := onZ.connections()
+		wantConnectedApp(t, p, from, scopes...)
+		onZ.disconnect(p)
+		wantRefused(t, consentOn, tok.AccessToken)
+		cycles = append(cycles, cycle{scopes, disconnectOn, from, time.Now()})
+	}
+
+	// Every event is tried and refused at least once, then accepted.
+	n := len(cycles)
+	rcv.waitFor(15*time.Second, fmt.Sprintf("attempt of each of %d events", n), func(ds []delivery) bool { return len(distinctIDs(ds)) >= n })
+	// The dispatcher logs a failed attempt once its retry is in the store.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.countLog("webhook delivery failed; will retry") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the instances did not log %d failed attempts within 10 s", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dead := c.gws[0]
+	dead.stop()
+	rcv.setStatus(http.StatusNoContent)
+	rcv.waitFor(30*time.Second, fmt.Sprintf("acknowledged delivery of each of %d events", n), func(ds []delivery) bool { return len(distinctIDs(accepted(ds))) >= n })
+	// Time for a late second delivery of any of them to show.
+	time.Sleep(2 * time.Second)
+	rcv.wantAllSigned()
+	all := rcv.all()
+	got := accepted(all)
+
+	// Exactly one logical event per disconnect, and none other.
+	ids := distinctIDs(all)
+	if len(ids) != n || len(distinctIDs(got)) != n {
+		t.Fatalf("%d disconnects: want %d distinct webhook-ids, all acknowledged; got %d distinct, %d acknowledged:\n%s",
+			n, n, len(ids), len(distinctIDs(got)), rcv.describe())
+	}
+	first := map[string]delivery{}
+	for _, d := range got {
+		if _, ok := first[d.id()]; !ok {
+			first[d.id()] = d
+		}
+	}
+	matched := map[int]string{}
+	for id, d := range first {
+		var ev consentRevoked
+		if err := json.Unmarshal(d.body, &ev); err != nil {
+			t.Fatalf("event %s: body is not JSON: %v", id, err)
+		}
+		i := -1
+		for j, cy := range cycles {
+			if scopeSet(strings.Join(ev.Data.Scopes, " ")) == scopeSet(strings.Join(cy.scopes, " ")) {
+				i = j
+			}
+		}
+		if i < 0 {
+			t.Fatalf("event %s names scopes %q, granted in no cycle:\n%s", id, ev.Data.Scopes, d)
+		}
+		if other, dup := matched[i]; dup {
+			t.Fatalf("disconnect %d (scopes %q) produced two events, %s and %s", i+1, cycles[i].scopes, other, id)
+		}
+		matched[i] = id
+		ev = wantConsentRevoked(t, d, cycles[i].scopes, cycles[i].from)
+		if ts, _ := time.Parse(time.RFC3339Nano, ev.Timestamp); ts.After(cycles[i].until.Add(time.Second)) {
+			t.Errorf("event %s: timestamp %s is after its disconnect, which ended at %s", id, ev.Timestamp, cycles[i].until.Format(time.RFC3339Nano))
+		}
+		// A retry resends the event as it was queued.
+		for _, other := range all {
+			if other.id() == id && string(other.body) != string(d.body) {
+				t.Errorf("event %s: attempts with different bodies:\n%s\n%s", id, d, other)
+			}
+		}
+	}
+
+	// Who sent what, from the instances' logs.
+	deliveredBy := map[string][]string{}
+	failedOn := map[string]int{}
+	for _, gw := range c.gws {
+		for _, line := range strings.Split(gw.output.String(), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			id, _ := e["event_id"].(string)
+			switch e["msg"] {
+			case "webhook delivered":
+				deliveredBy[id] = append(deliveredBy[id], c.name(gw))
+			case "webhook delivery failed; will retry":
+				failedOn[c.name(gw)]++
+			}
+		}
+	}
+	var report []string
+	for i, cy := range cycles {
+		id := matched[i]
+		attempts := 0
+		for _, d := range all {
+			if d.id() == id {
+				attempts++
+			}
+		}
+		if len(deliveredBy[id]) == 0 {
+			t.Errorf("event %s was acknowledged, but no instance logged delivering it", id)
+		}
+		if cy.queuedBy == dead {
+			for _, by := range deliveredBy[id] {
+				if by == c.name(dead) {
+					t.Errorf("event %s, queued on %s, was logged delivered by %s after it was killed", id, by, by)
+				}
+			}
+		}
+		report = append(report, fmt.Sprintf("disconnect %d on %s: %d attempt(s), delivered by %s",
+			i+1, c.name(cy.queuedBy), attempts, strings.Join(deliveredBy[id], "+")))
+	}
+	t.Logf("%d events, %d deliveries acknowledged (%d duplicate(s) a de-duplicating receiver drops), %d attempts in all; failed attempts by instance: %v\n%s",
+		n, len(got), len(got)-n, len(all), failedOn, strings.Join(report, "\n"))
 }
