@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -532,4 +533,146 @@ func TestInstancesDeliverEachWebhookOnce(t *testing.T) {
 	}
 	t.Logf("%d events, %d deliveries acknowledged (%d duplicate(s) a de-duplicating receiver drops), %d attempts in all; failed attempts by instance: %v\n%s",
 		n, len(got), len(got)-n, len(all), failedOn, strings.Join(report, "\n"))
+}
+
+// spread returns a request maker for race that sends the k-th request it
+// makes to instance k mod 3: the same request raced across the instances.
+func (c *cluster) spread(t *testing.T, path string, form url.Values) func() *http.Request {
+	k := 0
+	return func() *http.Request {
+		gw := c.gws[k%len(c.gws)]
+		k++
+		req, _ := gw.formRequest(t, path, form, authPost, clientID, clientSecret)
+		return req
+	}
+}
+
+// TestInstancesRaceOnOneStore sends the same request to the three
+// instances at the same moment, where only the store can decide: nine
+// refreshes of one refresh token, six exchanges of one code, and thirty
+// wrong passwords for one user.
+//
+// README Refresh tokens: "Of two concurrent refreshes of one token,
+// exactly one wins; the other gets invalid_grant"; "A code presented twice
+// gets invalid_grant and revokes the grant" (RFC 6749 §4.1.2: the code
+// must not be used more than once, and tokens issued from it should be
+// revoked); sign_in_limit: attempts "counted in the store (every instance
+// shares the count) and reserved before the password is checked, so
+// concurrency cannot buy more checks".
+func TestInstancesRaceOnOneStore(t *testing.T) {
+	t.Parallel()
+	// Ten bcrypt checks at once load this machine's cores; what is tested
+	// is the count, not the store deadline (as in
+	// TestSignInThrottleHoldsUnderConcurrency).
+	c := startCluster(t, gatewayConfig{storeTimeout: "store_timeout 5s"})
+
+	// Refresh: exactly one of nine wins, and its pair works everywhere.
+	tok, _ := obtainTokens(t, c.gws[0], allScopes...)
+	current := tok.RefreshToken
+	for round := 1; round <= 3; round++ {
+		rs := race(t, 9, c.spread(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {current}}))
+		var winner map[string]any
+		for _, r := range rs {
+			if r.status == http.StatusOK && winner == nil {
+				winner = wantTokenResponse(t, r, strings.Join(allScopes, " "))
+				continue
+			}
+			wantOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
+		}
+		if winner == nil {
+			t.Fatalf("round %d: none of 9 concurrent refreshes across the instances succeeded, want exactly one", round)
+		}
+		for _, gw := range c.gws {
+			wantUserinfoOK(t, gw.userinfo(t, bearer(winner["access_token"].(string))))
+		}
+		current = winner["refresh_token"].(string)
+	}
+
+	// Code: at most one of six exchanges gets tokens, and none of what it
+	// got survives the replay.
+	br := newBrowser(t, c.gws[1])
+	wins := 0
+	for round := 1; round <= 3; round++ {
+		req := newAuthRequest(c.gws[1].oauthConfig(oauth2.AuthStyleInParams, allScopes...))
+		code := br.authorize(req)
+		rs := race(t, 6, c.spread(t, "/oauth/token", url.Values{
+			"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {redirectURI}, "code_verifier": {req.verifier},
+		}))
+		var issued map[string]any
+		for _, r := range rs {
+			if r.status == http.StatusOK {
+				if issued != nil {
+					t.Fatalf("round %d: two of six concurrent exchanges of one code got tokens:\n%s", round, r)
+				}
+				issued = wantTokenResponse(t, r, strings.Join(allScopes, " "))
+				wins++
+				continue
+			}
+			wantOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
+		}
+		if issued != nil {
+			for _, gw := range c.gws {
+				wantRefused(t, gw, issued["access_token"].(string))
+			}
+			wantOAuthError(t, c.gws[2].refreshRaw(t, issued["refresh_token"].(string), ""), http.StatusBadRequest, "invalid_grant")
+		}
+	}
+	t.Logf("concurrent code exchanges: %d of 3 rounds issued a pair (then revoked by the replay), the others none", wins)
+
+	// Sign-in: of thirty wrong passwords at once, ten per instance, ten are
+	// checked and twenty refused unchecked.
+	conf := c.gws[0].oauthConfig(oauth2.AuthStyleInParams, allScopes...)
+	const n = 30
+	type attempt struct {
+		b   *browser
+		req *http.Request
+	}
+	attempts := make([]attempt, n)
+	for i := range attempts {
+		gw := c.gws[i%len(c.gws)]
+		b := newBrowser(t, c.gws[(i+1)%len(c.gws)])
+		login := b.get(newAuthRequest(conf).url)
+		f := login.form()
+		if f == nil || !login.isLogin() {
+			t.Fatalf("want the sign-in form:\n%s", login)
+		}
+		action, _ := login.url.Parse(f.action)
+		values := url.Values{"username": {username}, "password": {"guess"}}
+		for k, vs := range f.hidden {
+			values[k] = vs
+		}
+		req, _ := http.NewRequest(http.MethodPost, gw.base+action.RequestURI(), strings.NewReader(values.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", gw.base)
+		attempts[i] = attempt{b, req}
+	}
+	statuses := make([]int, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, a := range attempts {
+		wg.Go(func() {
+			<-start
+			resp, err := a.b.client.Do(a.req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for i, s := range statuses {
+		if errs[i] != nil {
+			t.Fatalf("wrong password %d: %v", i+1, errs[i])
+		}
+		count[s]++
+	}
+	if count[http.StatusUnauthorized] != 10 || count[http.StatusTooManyRequests] != n-10 {
+		t.Fatalf("%d concurrent wrong passwords across the instances: statuses %v; want exactly 10 checked (401) and %d refused unchecked (429)", n, count, n-10)
+	}
 }
