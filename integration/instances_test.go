@@ -10,7 +10,10 @@ package integration
 // The instances listen on different ports of one host, localhost, and a
 // browser's cookies are not isolated by port (RFC 6265 §8.5), so one
 // cookie jar stands in for a browser that reaches every instance through a
-// load balancer's single origin.
+// load balancer's single origin. Caddyfile.example derives the issuer from
+// TOLLGATE_PORT, so here each instance names its own where a deployment's
+// share one; that only changes the iss of the authorization response
+// (RFC 9207 §2), which these tests do not compare.
 
 import (
 	"encoding/json"
