@@ -131,6 +131,10 @@ type App struct {
 	formKeyCache *atomic.Pointer[[]byte]
 	audit        *zap.Logger
 
+	// formKeyChecked is when the cached form key was last confirmed
+	// against the store, in Unix nanoseconds (forms.go).
+	formKeyChecked *atomic.Int64
+
 	// now and rand are injected so that tests control time and randomness.
 	now  func() time.Time
 	rand io.Reader
@@ -234,6 +238,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = a.logger.Named("audit")
 	a.formKeyCache = new(atomic.Pointer[[]byte])
+	a.formKeyChecked = new(atomic.Int64)
 	if a.now == nil {
 		a.now = time.Now
 	}

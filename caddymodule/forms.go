@@ -34,10 +34,15 @@ const formKeyBlob = "formkey"
 // of a request kept server-side.
 const sealedPrefix = "l."
 
+// formKeyRecheck is how often an instance confirms in the background that
+// the store still holds the key it cached.
+const formKeyRecheck = time.Minute
+
 // formKey returns the key that signs anonymous forms, created in the store
 // by whichever instance needs it first and cached afterwards.
 func (a *App) formKey(ctx context.Context) ([]byte, error) {
 	if k := a.formKeyCache.Load(); k != nil {
+		a.recheckFormKey(*k)
 		return *k, nil
 	}
 	fresh := make([]byte, 32)
@@ -52,7 +57,34 @@ func (a *App) formKey(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("the stored form key has %d bytes, want 32", len(k))
 	}
 	a.formKeyCache.Store(&k)
+	a.formKeyChecked.Store(a.now().UnixNano())
 	return k, nil
+}
+
+// recheckFormKey confirms, at most once per formKeyRecheck and without
+// making the request wait, that the store still holds the cached key. A
+// store that lost it (a Redis restarted empty, a failover to an empty
+// replica) gets it back; a key another instance stored meanwhile is
+// adopted. Either way the instances agree on one key again, so that a
+// sign-in form served by one is accepted by the others; without this,
+// each kept the key it had cached until it restarted. A store that does
+// not answer leaves the cached key in use.
+func (a *App) recheckFormKey(cached []byte) {
+	now := a.now().UnixNano()
+	last := a.formKeyChecked.Load()
+	if now-last < int64(formKeyRecheck) || !a.formKeyChecked.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		// Bounded by store_timeout, like every call to a networked store
+		// (deadline.go).
+		k, err := a.store.LoadOrStoreBlob(context.Background(), formKeyBlob, cached)
+		if err != nil || len(k) != 32 || hmac.Equal(k, cached) {
+			return
+		}
+		a.formKeyCache.Store(&k)
+		a.logger.Warn("the store holds another form-signing key than this instance had; adopted it (sign-in forms shown before may need a reload)")
+	}()
 }
 
 // mac is HMAC-SHA256 under the form key of the parts, each part's purpose

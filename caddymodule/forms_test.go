@@ -1,10 +1,20 @@
 package caddymodule
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/store/memory"
 )
 
 func TestSealedFormsRefuseTampering(t *testing.T) {
@@ -84,4 +94,70 @@ func FuzzFormAction(f *testing.F) {
 			t.Fatalf("formAction(%q) = %q holds a character that needs escaping", raw, a)
 		}
 	})
+}
+
+// TestFormKeyRecheckedAgainstTheStore loses the form key from the store, as
+// a Redis restarted empty does, and checks the instance puts its cached
+// key back at its next recheck; then it replaces the stored key, as an
+// instance started meanwhile would, and checks the instance adopts it. A
+// request never waits for the recheck: formKey answers from the cache.
+func TestFormKeyRecheckedAgainstTheStore(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	st := memory.New(clock)
+	a := &App{store: st, now: clock, rand: rand.Reader, logger: zap.NewNop(),
+		formKeyCache: new(atomic.Pointer[[]byte]), formKeyChecked: new(atomic.Int64)}
+	ctx := context.Background()
+	stored := func() []byte {
+		k, err := st.GetBlob(ctx, formKeyBlob)
+		if err != nil {
+			return nil
+		}
+		return k
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not happen within 5 s", what)
+			}
+		}
+	}
+
+	k1, err := a.formKey(ctx)
+	if err != nil || !bytes.Equal(stored(), k1) {
+		t.Fatalf("first formKey: %v; want the key stored", err)
+	}
+
+	// The store loses it. Within the recheck interval nothing is asked.
+	if err := st.DeleteBlob(ctx, formKeyBlob); err != nil {
+		t.Fatal(err)
+	}
+	advance(formKeyRecheck / 2)
+	checked := a.formKeyChecked.Load()
+	if k, _ := a.formKey(ctx); !bytes.Equal(k, k1) || a.formKeyChecked.Load() != checked {
+		t.Fatalf("within the recheck interval: want the cached key and no recheck")
+	}
+	advance(formKeyRecheck)
+	if k, _ := a.formKey(ctx); !bytes.Equal(k, k1) {
+		t.Fatalf("at the recheck: want the cached key served meanwhile")
+	}
+	eventually("putting the cached key back into the store", func() bool { return bytes.Equal(stored(), k1) })
+
+	// Another instance's key in the store is adopted at the next recheck.
+	k2 := bytes.Repeat([]byte{7}, 32)
+	if err := st.DeleteBlob(ctx, formKeyBlob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.LoadOrStoreBlob(ctx, formKeyBlob, k2); err != nil {
+		t.Fatal(err)
+	}
+	advance(formKeyRecheck)
+	_, _ = a.formKey(ctx)
+	eventually("adopting the stored key", func() bool { k, _ := a.formKey(ctx); return bytes.Equal(k, k2) })
+	if !bytes.Equal(stored(), k2) {
+		t.Fatalf("the recheck replaced the stored key; want it kept")
+	}
 }
