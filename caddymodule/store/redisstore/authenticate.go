@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
@@ -24,7 +23,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if !validGrantID(grantID) {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
-	res, err := s.authBatcher().run(ctx, authKeys(grantID),
+	res, err := s.authBatcher().run(ctx, s.k().auth(grantID),
 		s.nowMillis(), l.Count, l.Window.Milliseconds(), accessDigest)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
@@ -73,31 +72,11 @@ func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool
 		return false, nil
 	}
 	idx := floorDiv(s.nowMillis(), l.Window.Milliseconds())
-	n, err := s.scripts.refund.Run(ctx, s.client, []string{counterKey(grantID)}, idx, l.Count).Int64()
+	n, err := s.scripts.refund.Run(ctx, s.client, []string{s.k().counter(grantID)}, idx, l.Count).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redis refund: %w", err)
 	}
 	return n == 1, nil
-}
-
-// authKeys builds the grant and counter keys in one allocation: they are
-// substrings of a single built string.
-func authKeys(grantID string) []string {
-	const (
-		grant = "}:grant"
-		rl    = "}:rl"
-	)
-	var b strings.Builder
-	b.Grow(2*(len("tg:{")+len(grantID)) + len(grant) + len(rl))
-	b.WriteString("tg:{")
-	b.WriteString(grantID)
-	b.WriteString(grant)
-	mid := b.Len()
-	b.WriteString("tg:{")
-	b.WriteString(grantID)
-	b.WriteString(rl)
-	all := b.String()
-	return []string{all[:mid], all[mid:]}
 }
 
 // checkLimit rejects budgets the gateway should never have been configured

@@ -389,7 +389,7 @@ func TestAuthBatchStress(t *testing.T) {
 	}
 	wg.Wait()
 	idle(t, b)
-	n, err := f.c.HGet(t.Context(), counterKey(f.id), "n").Int64()
+	n, err := f.c.HGet(t.Context(), defaultKeys.counter(f.id), "n").Int64()
 	if err != nil {
 		t.Fatal(err)
 	}

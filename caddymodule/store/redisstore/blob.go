@@ -3,12 +3,9 @@ package redisstore
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
@@ -26,7 +23,7 @@ func (s *Store) SetBlob(ctx context.Context, key string, value []byte, ttl time.
 	buf := make([]byte, 8+len(value))
 	binary.BigEndian.PutUint64(buf, uint64(s.nowMillis()+ttl.Milliseconds()))
 	copy(buf[8:], value)
-	if err := s.client.Set(ctx, blobKey(key), buf, ttl+gcMargin*time.Millisecond).Err(); err != nil {
+	if err := s.client.Set(ctx, s.k().blob(key), buf, ttl+gcMargin*time.Millisecond).Err(); err != nil {
 		return fmt.Errorf("redis set blob: %w", err)
 	}
 	return nil
@@ -34,7 +31,7 @@ func (s *Store) SetBlob(ctx context.Context, key string, value []byte, ttl time.
 
 // GetBlob returns a live blob.
 func (s *Store) GetBlob(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.client.Get(ctx, blobKey(key)).Bytes()
+	v, err := s.client.Get(ctx, s.k().blob(key)).Bytes()
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}
@@ -47,7 +44,7 @@ func (s *Store) GetBlob(ctx context.Context, key string) ([]byte, error) {
 // TakeBlob gets and deletes a blob in one script, so two concurrent takes
 // cannot both get it.
 func (s *Store) TakeBlob(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.scripts.takeBlob.Run(ctx, s.client, []string{blobKey(key)}).Text()
+	v, err := s.scripts.takeBlob.Run(ctx, s.client, []string{s.k().blob(key)}).Text()
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}
@@ -59,7 +56,7 @@ func (s *Store) TakeBlob(ctx context.Context, key string) ([]byte, error) {
 
 // DeleteBlob deletes a blob; deleting an absent one is not an error.
 func (s *Store) DeleteBlob(ctx context.Context, key string) error {
-	if err := s.client.Del(ctx, blobKey(key)).Err(); err != nil {
+	if err := s.client.Del(ctx, s.k().blob(key)).Err(); err != nil {
 		return fmt.Errorf("redis delete blob: %w", err)
 	}
 	return nil
@@ -76,27 +73,29 @@ func (s *Store) unwrapBlob(v []byte) ([]byte, error) {
 }
 
 // LoadOrStoreBlob stores value under key with no expiry unless the key
-// holds a value, in one SET NX GET (Redis 7.0), and returns the value the
-// key holds afterwards.
+// holds a value, and returns the value the key holds afterwards: SET NX,
+// then GET when another value was there. (SET NX GET would do both in one
+// command, but only from Redis 7.0; this works on 6.) The value stored
+// first is never replaced, so every caller gets that one.
 func (s *Store) LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error) {
+	k := s.k().blob(key)
 	buf := make([]byte, 8+len(value))
 	binary.BigEndian.PutUint64(buf, uint64(math.MaxInt64))
 	copy(buf[8:], value)
-	old, err := s.client.SetArgs(ctx, blobKey(key), buf, redis.SetArgs{Mode: "NX", Get: true}).Bytes()
-	if isNil(err) {
-		return value, nil
-	}
+	stored, err := s.client.SetNX(ctx, k, buf, 0).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis load or store blob: %w", err)
 	}
-	v, err := s.unwrapBlob(old)
-	if errors.Is(err, store.ErrNotFound) {
-		// An expired blob under the key: a stored value has no expiry,
-		// so this is not one; replace it.
-		if err := s.client.Set(ctx, blobKey(key), buf, 0).Err(); err != nil {
-			return nil, fmt.Errorf("redis load or store blob: %w", err)
-		}
+	if stored {
 		return value, nil
 	}
-	return v, err
+	old, err := s.client.Get(ctx, k).Bytes()
+	if err != nil {
+		// Deleted in between (by hand: nothing in Tollgate deletes it).
+		return nil, fmt.Errorf("redis load or store blob: %w", err)
+	}
+	if len(old) < 8 {
+		return nil, fmt.Errorf("redis blob: %d-byte value is too short", len(old))
+	}
+	return old[8:], nil
 }

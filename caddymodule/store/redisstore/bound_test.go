@@ -25,7 +25,7 @@ func grantBytes(t *testing.T, c redis.UniversalClient, grantID string) (int64, i
 	ctx := t.Context()
 	node := redis.Cmdable(c)
 	if cc, ok := c.(*redis.ClusterClient); ok {
-		n, err := cc.MasterForKey(ctx, grantKey(grantID))
+		n, err := cc.MasterForKey(ctx, defaultKeys.grant(grantID))
 		if err != nil {
 			t.Fatal(err)
 		}

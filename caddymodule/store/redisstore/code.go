@@ -21,7 +21,7 @@ func (s *Store) SaveCode(ctx context.Context, grantID, digest string, c store.Co
 		return fmt.Errorf("redis save code: %w", err)
 	}
 	n, err := s.scripts.saveCode.Run(ctx, s.client,
-		[]string{grantKey(grantID), codeKey(grantID, digest)},
+		[]string{s.k().grant(grantID), s.k().code(grantID, digest)},
 		s.nowMillis(), c.ExpiresAt.UnixMilli(), rec,
 	).Int64()
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 	}
 	now := s.nowMillis()
 	res, err := s.scripts.consumeCode.Run(ctx, s.client,
-		[]string{grantKey(grantID), codeKey(grantID, digest), markerKey(grantID, digest), counterKey(grantID)},
+		[]string{s.k().grant(grantID), s.k().code(grantID, digest), s.k().marker(grantID, digest), s.k().counter(grantID)},
 		now, now+markerLife,
 	).Result()
 	if err != nil {
@@ -79,7 +79,7 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 		return fmt.Errorf("redis issue tokens: %w", err)
 	}
 	res, err := s.scripts.issueTokens.Run(ctx, s.client,
-		[]string{grantKey(grantID), markerKey(grantID, codeDigest), counterKey(grantID)},
+		[]string{s.k().grant(grantID), s.k().marker(grantID, codeDigest), s.k().counter(grantID)},
 		append([]any{s.nowMillis()}, w.args()...)...,
 	).Result()
 	if err != nil {

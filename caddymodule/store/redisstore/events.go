@@ -50,7 +50,7 @@ func (s *Store) eventKeys() []string {
 	if q == "" {
 		q = defaultEventQueue
 	}
-	p := "tg:wh:{" + q + "}:"
+	p := string(s.k()) + "wh:{" + q + "}:"
 	return []string{p + "stream", p + "due", p + "tries"}
 }
 

@@ -23,7 +23,7 @@ func (s *Store) CountFailure(ctx context.Context, key string, window time.Durati
 		return 0, time.Time{}, fmt.Errorf("redis count failure: %w", err)
 	}
 	now := s.nowMillis()
-	k, end := failureWindow(key, window, now)
+	k, end := s.failureWindow(key, window, now)
 	n, err := s.scripts.countFailure.Run(ctx, s.client, []string{k}, end-now+gcMargin).Int64()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("redis count failure: %w", err)
@@ -36,7 +36,7 @@ func (s *Store) Failures(ctx context.Context, key string, window time.Duration) 
 	if err := checkFailure(key, window); err != nil {
 		return 0, time.Time{}, fmt.Errorf("redis failures: %w", err)
 	}
-	k, end := failureWindow(key, window, s.nowMillis())
+	k, end := s.failureWindow(key, window, s.nowMillis())
 	n, err := s.client.Get(ctx, k).Int64()
 	if isNil(err) {
 		return 0, time.UnixMilli(end), nil
@@ -49,10 +49,10 @@ func (s *Store) Failures(ctx context.Context, key string, window time.Duration) 
 
 // failureWindow returns the counter key of key for the window now falls
 // in, and when that window ends.
-func failureWindow(key string, window time.Duration, now int64) (string, int64) {
+func (s *Store) failureWindow(key string, window time.Duration, now int64) (string, int64) {
 	wms := window.Milliseconds()
 	idx := floorDiv(now, wms)
-	return failureKey(key, wms, idx), (idx + 1) * wms
+	return s.k().failure(key, wms, idx), (idx + 1) * wms
 }
 
 // checkFailure rejects what CountFailure and Failures cannot count under;
@@ -72,7 +72,7 @@ func (s *Store) ClearFailures(ctx context.Context, key string, window time.Durat
 	if err := checkFailure(key, window); err != nil {
 		return fmt.Errorf("redis clear failures: %w", err)
 	}
-	k, _ := failureWindow(key, window, s.nowMillis())
+	k, _ := s.failureWindow(key, window, s.nowMillis())
 	if err := s.client.Del(ctx, k).Err(); err != nil {
 		return fmt.Errorf("redis clear failures: %w", err)
 	}

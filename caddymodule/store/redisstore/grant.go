@@ -51,7 +51,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 		used = g.LastUsedAt.UnixMilli()
 	}
 	res, err := s.scripts.saveGrant.Run(ctx, s.client,
-		[]string{grantKey(g.ID)},
+		[]string{s.k().grant(g.ID)},
 		now, now+ttl.Milliseconds(), newNonce(), g.ID, g.ClientID, g.Subject,
 		scopes, profile, created, used,
 	).Result()
@@ -77,7 +77,7 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 	if !validGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
 	}
-	v, err := s.client.HMGet(ctx, grantKey(grantID),
+	v, err := s.client.HMGet(ctx, s.k().grant(grantID),
 		grantFields...).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis get grant: %w", err)
@@ -100,7 +100,7 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, e
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.revokeGrant.Run(ctx, s.client,
-		[]string{grantKey(grantID), counterKey(grantID)}, s.nowMillis()).Result()
+		[]string{s.k().grant(grantID), s.k().counter(grantID)}, s.nowMillis()).Result()
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("redis revoke grant: %w", err)
 	}

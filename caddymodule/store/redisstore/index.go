@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,14 +27,10 @@ import (
 // grants. It holds one entry per client the subject consented to (grant
 // ids are per client and subject), and entries of dead grants are dropped
 // by RevokeGrant and ListGrants.
-func subjectKey(subject string) string {
-	sum := sha256.Sum256([]byte(subject))
-	return "tg:u:{" + hex.EncodeToString(sum[:]) + "}:grants"
-}
 
 // index records the grant incarnation nonce under the subject.
 func (s *Store) index(ctx context.Context, subject, grantID, nonce string) error {
-	if err := s.client.HSet(ctx, subjectKey(subject), grantID, nonce).Err(); err != nil {
+	if err := s.client.HSet(ctx, s.k().subject(subject), grantID, nonce).Err(); err != nil {
 		return fmt.Errorf("indexing grant: %w", err)
 	}
 	return nil
@@ -45,7 +39,7 @@ func (s *Store) index(ctx context.Context, subject, grantID, nonce string) error
 // unindex drops the grant's entry if it still names that incarnation. It
 // is best effort: a stale entry is pruned by ListGrants.
 func (s *Store) unindex(ctx context.Context, subject, grantID, nonce string) {
-	_ = s.scripts.unindex.Run(ctx, s.client, []string{subjectKey(subject)}, grantID, nonce).Err()
+	_ = s.scripts.unindex.Run(ctx, s.client, []string{s.k().subject(subject)}, grantID, nonce).Err()
 }
 
 // ListGrants returns the subject's live grants, newest first: one HGETALL
@@ -53,7 +47,7 @@ func (s *Store) unindex(ctx context.Context, subject, grantID, nonce string) {
 // (on a Cluster, go-redis splits the pipeline by node). Entries whose grant
 // is gone, expired or now another subject's are skipped and then pruned.
 func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, error) {
-	key := subjectKey(subject)
+	key := s.k().subject(subject)
 	entries, err := s.client.HGetAll(ctx, key).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis list grants: %w", err)
@@ -69,7 +63,7 @@ func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, 
 	cmds := make([]*redis.SliceCmd, len(ids))
 	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HMGet(ctx, grantKey(id), grantFields...)
+			cmds[i] = p.HMGet(ctx, s.k().grant(id), grantFields...)
 		}
 		return nil
 	}); err != nil {

@@ -18,11 +18,11 @@ func TestSubjectIndex(t *testing.T) {
 	t.Run("the index is a hash of grant id to nonce in the subject's own slot, without TTL", func(t *testing.T) {
 		f := newFixture(t, url)
 		ctx := t.Context()
-		key := subjectKey("alice")
+		key := defaultKeys.subject("alice")
 		if want := "tg:u:{2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90}:grants"; key != want {
 			t.Errorf("subject key = %q, want %q", key, want)
 		}
-		nonce, err := f.c.HGet(ctx, grantKey(f.id), "n").Result()
+		nonce, err := f.c.HGet(ctx, defaultKeys.grant(f.id), "n").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestSubjectIndex(t *testing.T) {
 		if gs, err := f.s.ListGrants(ctx, subject); err != nil || len(gs) != 1 || gs[0].ID != long {
 			t.Fatalf("ListGrants = %+v, %v", gs, err)
 		}
-		got, err := f.c.HKeys(ctx, subjectKey(subject)).Result()
+		got, err := f.c.HKeys(ctx, defaultKeys.subject(subject)).Result()
 		if err != nil || len(got) != 1 || got[0] != long {
 			t.Errorf("index = %q (%v), want only %s", got, err, long)
 		}
@@ -86,19 +86,19 @@ func TestSubjectIndex(t *testing.T) {
 	t.Run("removing an entry spares a newer incarnation of the grant", func(t *testing.T) {
 		f := newFixture(t, url)
 		ctx := t.Context()
-		old, err := f.c.HGet(ctx, grantKey(f.id), "n").Result()
+		old, err := f.c.HGet(ctx, defaultKeys.grant(f.id), "n").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		// A revocation whose index removal is delayed past a new consent.
-		if _, err := f.s.scripts.revokeGrant.Run(ctx, f.c, []string{grantKey(f.id), counterKey(f.id)}, f.clk.Now().UnixMilli()).Result(); err != nil {
+		if _, err := f.s.scripts.revokeGrant.Run(ctx, f.c, []string{defaultKeys.grant(f.id), defaultKeys.counter(f.id)}, f.clk.Now().UnixMilli()).Result(); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.s.SaveGrant(ctx, store.Grant{ID: f.id, ClientID: "app", Subject: "alice"}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		f.s.unindex(ctx, "alice", f.id, old)
-		if n, err := f.c.HExists(ctx, subjectKey("alice"), f.id).Result(); err != nil || !n {
+		if n, err := f.c.HExists(ctx, defaultKeys.subject("alice"), f.id).Result(); err != nil || !n {
 			t.Errorf("the new consent's index entry was removed (%v)", err)
 		}
 	})

@@ -12,11 +12,9 @@ package redisstore
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +30,7 @@ type Store struct {
 	now     func() time.Time
 	scripts scripts
 	queue   string       // the webhook queue's hash tag, "" for the default (events.go)
+	keys    keyspace     // the key prefix, "" for the default (keys.go)
 	auth    *authBatcher // batches concurrent Authenticate calls (batch.go)
 }
 
@@ -128,26 +127,6 @@ func (s *Store) Close() error {
 		return fmt.Errorf("closing redis client: %w", err)
 	}
 	return nil
-}
-
-// Key layout. Everything of a grant shares the "{<grant>}" hash tag.
-// The grant's hash holds its tokens too (scripts.go).
-func grantKey(grantID string) string        { return "tg:{" + grantID + "}:grant" }
-func counterKey(grantID string) string      { return "tg:{" + grantID + "}:rl" }
-func codeKey(grantID, digest string) string { return "tg:{" + grantID + "}:code:" + digest }
-
-// markerKey is a consumed code's replay marker, named by 128 bits of the
-// code's digest (ringForm), base64url-encoded to keep the key short.
-func markerKey(grantID, digest string) string {
-	return "tg:{" + grantID + "}:cu:" + base64.RawURLEncoding.EncodeToString([]byte(ringForm(digest)))
-}
-func blobKey(key string) string { return "tg:b:" + key }
-
-// failureKey is a failure counter's key (failure.go). The key is its own
-// hash tag; what follows the last "}:" is digits, so two different (key,
-// window, index) triples never name the same Redis key.
-func failureKey(key string, wms, idx int64) string {
-	return "tg:f:{" + key + "}:" + strconv.FormatInt(wms, 10) + ":" + strconv.FormatInt(idx, 10)
 }
 
 // validGrantID reports whether every key of the grant would carry the same,

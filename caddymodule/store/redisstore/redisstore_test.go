@@ -172,10 +172,10 @@ func TestRedisLayout(t *testing.T) {
 	t.Run("every key of a grant carries its hash tag and outlives its record", func(t *testing.T) {
 		f := newFixture(t, url)
 		minTTL := map[string]time.Duration{
-			grantKey(f.id):           30 * 24 * time.Hour, // extended to the refresh token
-			codeKey(f.id, "code2"):   time.Minute,
-			markerKey(f.id, "code1"): 24 * time.Hour,
-			counterKey(f.id):         time.Minute,
+			defaultKeys.grant(f.id):           30 * 24 * time.Hour, // extended to the refresh token
+			defaultKeys.code(f.id, "code2"):   time.Minute,
+			defaultKeys.marker(f.id, "code1"): 24 * time.Hour,
+			defaultKeys.counter(f.id):         time.Minute,
 		}
 		keys := f.keys(t)
 		if len(keys) != len(minTTL) {
@@ -204,7 +204,7 @@ func TestRedisLayout(t *testing.T) {
 		t.Helper()
 		keys := f.keys(t)
 		slices.Sort(keys)
-		want := []string{codeKey(f.id, "code2"), markerKey(f.id, "code1")}
+		want := []string{defaultKeys.code(f.id, "code2"), defaultKeys.marker(f.id, "code1")}
 		slices.Sort(want)
 		if !slices.Equal(keys, want) {
 			t.Errorf("keys left = %q, want %q", keys, want)
@@ -274,7 +274,7 @@ func TestRedisLayout(t *testing.T) {
 		if keys := f.keys(t); len(keys) != 4 {
 			t.Errorf("keys = %q, want the grant, the pending code, the marker and the counter", keys)
 		}
-		n, err := f.c.HLen(ctx, grantKey(f.id)).Result()
+		n, err := f.c.HLen(ctx, defaultKeys.grant(f.id)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestRedisLayout(t *testing.T) {
 		if n != 7+5+ringSize+1 {
 			t.Errorf("grant hash has %d fields, want %d", n, 7+5+ringSize+1)
 		}
-		enc, err := f.c.ObjectEncoding(ctx, grantKey(f.id)).Result()
+		enc, err := f.c.ObjectEncoding(ctx, defaultKeys.grant(f.id)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,7 +364,7 @@ func TestRedisLayout(t *testing.T) {
 		}
 		idx := storetest.Epoch().UnixMilli() / 60_000
 		k := "tg:f:{" + key + "}:60000:" + strconv.FormatInt(idx, 10)
-		if got := failureKey(key, 60_000, idx); got != k {
+		if got := defaultKeys.failure(key, 60_000, idx); got != k {
 			t.Fatalf("failureKey = %q, want %q", got, k)
 		}
 		keys, err := f.c.Keys(ctx, "tg:f:{"+key+"}:*").Result()
@@ -387,7 +387,7 @@ func TestRedisLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = time.Minute + gcMargin*time.Millisecond
-		next := failureKey(key, 60_000, idx+1)
+		next := defaultKeys.failure(key, 60_000, idx+1)
 		if ttl, err := f.c.PTTL(ctx, next).Result(); err != nil || ttl > want || ttl < want-5*time.Second {
 			t.Errorf("%s: TTL %v, %v; want about %v", next, ttl, err, want)
 		}
@@ -405,8 +405,8 @@ func TestRedisLayout(t *testing.T) {
 }
 
 func TestAuthKeys(t *testing.T) {
-	got := authKeys("g1")
-	want := []string{grantKey("g1"), counterKey("g1")}
+	got := defaultKeys.auth("g1")
+	want := []string{defaultKeys.grant("g1"), defaultKeys.counter("g1")}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("authKeys = %q, want %q", got, want)
 	}

@@ -28,7 +28,7 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.checkReuse.Run(ctx, s.client,
-		[]string{grantKey(grantID), counterKey(grantID)},
+		[]string{s.k().grant(grantID), s.k().counter(grantID)},
 		s.nowMillis(), grace.Milliseconds(), ringForm(refreshDigest),
 	).Result()
 	if err != nil {

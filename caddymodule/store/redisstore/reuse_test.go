@@ -31,7 +31,7 @@ func TestRotationRing(t *testing.T) {
 		ctx := t.Context()
 		f.clk.Advance(time.Minute)
 		rotate(t, f)
-		v, err := f.c.HMGet(ctx, grantKey(f.id), "o0", "oi", "r", "a").Result()
+		v, err := f.c.HMGet(ctx, defaultKeys.grant(f.id), "o0", "oi", "r", "a").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestRotationRing(t *testing.T) {
 		if err := f.s.Rotate(ctx, f.id, long, store.Pair{Access: store.Token{Digest: "at3", ExpiresAt: f.clk.Now().Add(time.Hour)}}); err != nil {
 			t.Fatal(err)
 		}
-		v, err := f.c.HGet(ctx, grantKey(f.id), "o1").Result()
+		v, err := f.c.HGet(ctx, defaultKeys.grant(f.id), "o1").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestRotationRing(t *testing.T) {
 		}
 		keys := f.keys(t)
 		for _, k := range keys {
-			if k == grantKey(f.id) || k == counterKey(f.id) {
+			if k == defaultKeys.grant(f.id) || k == defaultKeys.counter(f.id) {
 				t.Errorf("key %q survived the reuse", k)
 			}
 		}

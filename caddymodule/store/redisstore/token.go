@@ -13,7 +13,7 @@ func (s *Store) GetToken(ctx context.Context, grantID string, kind store.Kind, d
 		return store.Token{}, store.ErrNotFound
 	}
 	res, err := s.scripts.getToken.Run(ctx, s.client,
-		[]string{grantKey(grantID)}, s.nowMillis(), string(kind), digest).Result()
+		[]string{s.k().grant(grantID)}, s.nowMillis(), string(kind), digest).Result()
 	if err != nil {
 		return store.Token{}, fmt.Errorf("redis get token: %w", err)
 	}
@@ -46,7 +46,7 @@ func (s *Store) Rotate(ctx context.Context, grantID, oldRefresh string, p store.
 		return store.ErrNotFound
 	}
 	args := append([]any{s.nowMillis(), oldRefresh, ringForm(oldRefresh)}, w.args()...)
-	n, err := s.scripts.rotate.Run(ctx, s.client, []string{grantKey(grantID)}, args...).Int64()
+	n, err := s.scripts.rotate.Run(ctx, s.client, []string{s.k().grant(grantID)}, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("redis rotate: %w", err)
 	}
