@@ -199,7 +199,7 @@ func (h waitHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h waitHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !wantsAck(ctx) {
+		if !wantsAck(ctx) || connSetup(cmd) {
 			return next(ctx, cmd)
 		}
 		pipe := h.client.Pipeline()
@@ -216,7 +216,7 @@ func (h waitHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if !wantsAck(ctx) || isWait(cmds) {
+		if !wantsAck(ctx) || isWait(cmds) || allConnSetup(cmds) {
 			return next(ctx, cmds)
 		}
 		wait := h.waitCmd(ctx)
@@ -226,6 +226,27 @@ func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		}
 		return h.check(wait)
 	}
+}
+
+// connSetup reports whether cmd is one go-redis sends to set up a new
+// connection (HELLO, AUTH, SELECT, CLIENT …) with the caller's context:
+// waiting there would take a second connection from the pool for each new
+// one, and a WAIT on a connection that wrote nothing proves nothing.
+func connSetup(cmd redis.Cmder) bool {
+	switch strings.ToLower(cmd.Name()) {
+	case "hello", "auth", "select", "client", "readonly", "readwrite", "ping", "wait", "quit", "reset":
+		return true
+	}
+	return false
+}
+
+func allConnSetup(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if !connSetup(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // isWait reports whether cmds already end with WAIT (ProcessHook's own
