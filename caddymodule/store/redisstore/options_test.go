@@ -21,7 +21,7 @@ import (
 // Sentinel deployment, with every token-issuing and revoking write
 // waiting for the replica: the WAIT hook changes no answer.
 func TestContractSentinelAcked(t *testing.T) {
-	d := storetest.StartRedisSentinel(t)
+	d := storetest.StartRedisSentinel(t, 1)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
 		s, err := Open(Options{Addrs: d.Sentinels, MasterName: storetest.SentinelMaster, WaitReplicas: 1, WaitTimeout: time.Second}, now)
 		if err != nil {
@@ -37,13 +37,13 @@ func TestContractSentinelAcked(t *testing.T) {
 // holds it, and fails with ErrNotReplicated, after the timeout, while the
 // replica cannot acknowledge; an unmarked write does not wait.
 func TestWaitReplicas(t *testing.T) {
-	d := storetest.StartRedisSentinel(t)
+	d := storetest.StartRedisSentinel(t, 1)
 	s, err := Open(Options{Addrs: d.Sentinels, MasterName: storetest.SentinelMaster, WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	replica := redis.NewClient(&redis.Options{Addr: d.Replica})
+	replica := redis.NewClient(&redis.Options{Addr: d.Replicas[0]})
 	defer replica.Close()
 	ctx := t.Context()
 
@@ -59,7 +59,7 @@ func TestWaitReplicas(t *testing.T) {
 		}
 	}
 
-	pid := replicaPID(t, d.Replica)
+	pid := replicaPID(t, d.Replicas[0])
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,33 +19,38 @@ import (
 // watch.
 const SentinelMaster = "tollgate"
 
-// Sentinel is a throwaway Redis Sentinel deployment: one primary, one
-// replica and three Sentinels, each its own redis-server on a free
+// Sentinel is a throwaway Redis Sentinel deployment: one primary, its
+// replicas and three Sentinels, each its own redis-server on a free
 // loopback port with its own directory.
 type Sentinel struct {
-	Primary, Replica string   // host:port of the data nodes as started
-	Sentinels        []string // host:port of the Sentinels
+	Primary   string   // host:port of the primary as started
+	Replicas  []string // host:port of the replicas as started
+	Sentinels []string // host:port of the Sentinels
 }
 
 // StartRedisSentinel starts the deployment and waits until every Sentinel
-// knows the primary, its replica and the two other Sentinels, so that a
-// failover can be agreed. primaryExtra are extra redis-server arguments of
-// the primary only (e.g. "--min-replicas-to-write", "1"). The Sentinels
+// knows the primary, its replicas and the two other Sentinels, so that a
+// failover can be agreed. dataExtra are extra redis-server arguments of
+// every data node, primary and replicas alike, since any replica may
+// become the primary (e.g. "--min-replicas-to-write", "1"). The Sentinels
 // judge a node down after 1s and give a failover 5s
 // (https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/#configuring-sentinel),
 // so a test can kill the primary and see a new one within seconds.
-func StartRedisSentinel(t testing.TB, primaryExtra ...string) *Sentinel {
+func StartRedisSentinel(t testing.TB, replicas int, dataExtra ...string) *Sentinel {
 	t.Helper()
-	d := &Sentinel{Primary: startServer(t, primaryExtra...)}
+	d := &Sentinel{Primary: startServer(t, dataExtra...)}
 	host, port, _ := net.SplitHostPort(d.Primary)
-	d.Replica = startServer(t, "--replicaof", host, port)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	replica := redis.NewClient(&redis.Options{Addr: d.Replica})
-	defer replica.Close()
-	if err := waitInfo(ctx, replica, "replication", "master_link_status:up"); err != nil {
-		t.Fatalf("the replica did not sync with the primary: %v", err)
+	for range replicas {
+		addr := startServer(t, append([]string{"--replicaof", host, port}, dataExtra...)...)
+		d.Replicas = append(d.Replicas, addr)
+		replica := redis.NewClient(&redis.Options{Addr: addr})
+		err := waitInfo(ctx, replica, "replication", "master_link_status:up")
+		replica.Close()
+		if err != nil {
+			t.Fatalf("a replica did not sync with the primary: %v", err)
+		}
 	}
 
 	for range 3 {
@@ -61,7 +67,7 @@ func StartRedisSentinel(t testing.TB, primaryExtra ...string) *Sentinel {
 	for _, a := range d.Sentinels {
 		s := redis.NewSentinelClient(&redis.Options{Addr: a})
 		err := waitMaster(ctx, s, func(m map[string]string) bool {
-			return m["num-slaves"] == "1" && m["num-other-sentinels"] == "2" && m["flags"] == "master"
+			return m["num-slaves"] == strconv.Itoa(replicas) && m["num-other-sentinels"] == "2" && m["flags"] == "master"
 		})
 		s.Close()
 		if err != nil {
@@ -84,27 +90,39 @@ func (d *Sentinel) KillPrimary(t testing.TB) {
 	}
 }
 
-// WaitFailover waits until every Sentinel names the replica as the
-// primary and the replica has taken the role.
-func (d *Sentinel) WaitFailover(t testing.TB, timeout time.Duration) {
+// WaitFailover waits until every Sentinel names one of the replicas as
+// the primary, that node has taken the role and the other replicas
+// follow it, and returns its address.
+func (d *Sentinel) WaitFailover(t testing.TB, timeout time.Duration) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var primary string
 	for _, a := range d.Sentinels {
 		s := redis.NewSentinelClient(&redis.Options{Addr: a})
 		err := waitMaster(ctx, s, func(m map[string]string) bool {
-			return net.JoinHostPort(m["ip"], m["port"]) == d.Replica && m["flags"] == "master"
+			addr := net.JoinHostPort(m["ip"], m["port"])
+			if addr == d.Primary || m["flags"] != "master" || (primary != "" && addr != primary) {
+				return false
+			}
+			primary = addr
+			return true
 		})
 		s.Close()
 		if err != nil {
-			t.Fatalf("sentinel %s did not fail over to the replica: %v", a, err)
+			t.Fatalf("sentinel %s did not fail over: %v", a, err)
 		}
 	}
-	replica := redis.NewClient(&redis.Options{Addr: d.Replica})
-	defer replica.Close()
-	if err := waitInfo(ctx, replica, "replication", "role:master"); err != nil {
+	c := redis.NewClient(&redis.Options{Addr: primary})
+	defer c.Close()
+	if err := waitInfo(ctx, c, "replication", "role:master"); err != nil {
 		t.Fatalf("the replica did not become the primary: %v", err)
 	}
+	want := fmt.Sprintf("connected_slaves:%d", len(d.Replicas)-1)
+	if err := waitInfo(ctx, c, "replication", want); err != nil {
+		t.Fatalf("the other replicas did not follow the new primary: %v", err)
+	}
+	return primary
 }
 
 // waitMaster polls SENTINEL MASTER until ok accepts its answer.

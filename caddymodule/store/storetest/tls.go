@@ -16,6 +16,10 @@ import (
 	"time"
 )
 
+// TLSServerName is a DNS name in the server certificate of StartRedisTLS
+// besides 127.0.0.1, for checking a configured server name.
+const TLSServerName = "redis.test"
+
 // TLSRedis is a redis-server that speaks TLS only on Addr, with a
 // certificate signed by a CA made for the test, and that requires a
 // client certificate signed by the same CA (tls-auth-clients,
@@ -88,6 +92,7 @@ func newCert(t testing.TB, name string, parent *x509.Certificate, parentKey *ecd
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.DNSNames = []string{TLSServerName}
 	}
 	signer, signKey := tmpl, key
 	if parent != nil {
