@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 // The structured Redis store refuses, at load, what would otherwise fail
@@ -80,5 +81,36 @@ func TestRedisPoolKey(t *testing.T) {
 	}
 	if b := key("correct-horse"); a == b {
 		t.Errorf("a new CA file kept the pool key: a reload would keep the old trust")
+	}
+}
+
+// A reload provisions the new config before the old one is cleaned up:
+// the same structured config must get the very store the old one holds
+// (one connection pool, not two), a changed one its own.
+func TestRedisStoreSharedAcrossReload(t *testing.T) {
+	t.Setenv("TOLLGATE_TEST_REDIS_PASSWORD", "correct-horse")
+	repl := caddy.NewReplacer()
+	rc := &RedisConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TOLLGATE_TEST_REDIS_PASSWORD}"}
+	open := func() (backend, string) {
+		t.Helper()
+		st, key, err := openRedis(rc, repl, nil, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = stores.Delete(key) })
+		return st, key
+	}
+	oldStore, oldKey := open()
+	newStore, newKey := open()
+	if oldKey != newKey || oldStore != newStore {
+		t.Fatalf("reloading the same config opened a second store")
+	}
+	if refs, ok := stores.References(oldKey); !ok || refs != 2 {
+		t.Fatalf("the shared store has %d references, want 2", refs)
+	}
+	t.Setenv("TOLLGATE_TEST_REDIS_PASSWORD", "battery-staple")
+	changed, changedKey := open()
+	if changedKey == oldKey || changed == oldStore {
+		t.Fatalf("a changed password reused the store opened with the old one")
 	}
 }
