@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -103,9 +105,19 @@ func (rc *RedisConfig) options(r func(string) string) redisstore.Options {
 		WaitTimeout:      time.Duration(rc.WaitTimeout),
 	}
 	for _, a := range rc.Addrs {
-		o.Addrs = append(o.Addrs, r(a))
+		o.Addrs = append(o.Addrs, splitAddrs(r(a))...)
 	}
 	return o
+}
+
+// splitAddrs splits one addrs value on spaces and commas, so that a single
+// placeholder such as {env.REDIS_ADDRS} can hold every seed or Sentinel.
+func splitAddrs(v string) []string {
+	f := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(f) == 0 {
+		return []string{v} // "" stays, for Validate to name
+	}
+	return f
 }
 
 // validate checks the config as written, placeholders unresolved, so the
@@ -148,7 +160,7 @@ func (rc *RedisConfig) poolKey(repl *caddy.Replacer) (string, error) {
 	r := func(s string) string { return repl.ReplaceAll(s, "") }
 	resolved.Addrs = nil
 	for _, a := range rc.Addrs {
-		resolved.Addrs = append(resolved.Addrs, r(a))
+		resolved.Addrs = append(resolved.Addrs, splitAddrs(r(a))...)
 	}
 	for _, p := range []*string{&resolved.Sentinel, &resolved.SentinelUsername, &resolved.SentinelPassword, &resolved.Username, &resolved.Password} {
 		*p = r(*p)

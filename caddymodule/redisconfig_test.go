@@ -42,6 +42,11 @@ func TestRedisConfigRefusedAtLoad(t *testing.T) {
 			}
 		})
 	}
+	// One placeholder may hold several addresses: then it is a Cluster.
+	t.Setenv("TOLLGATE_TEST_REDIS_ADDRS", "10.0.0.1:6379, 10.0.0.2:6379 10.0.0.3:6379")
+	if err := validate(t, `{"redis":{"addrs":["{env.TOLLGATE_TEST_REDIS_ADDRS}"],"db":1}}`); err == nil || !strings.Contains(err.Error(), "db must be 0") {
+		t.Errorf("three addresses from one placeholder with db 1: %v, want the Cluster db error", err)
+	}
 	if err := validate(t, `{"redis":{"addrs":["127.0.0.1:1"],"wait_replicas":1,"wait_timeout":"100ms"`+pw+`}}`); err != nil {
 		t.Fatalf("a valid config was refused: %v", err)
 	}
