@@ -278,6 +278,16 @@ func (h waitHook) check(wait *redis.IntCmd) error {
 // losing one in a failover costs a user a sign-in or a client a retry, not
 // a valid token answered 401 or a revoked one answered 200. Without
 // WaitReplicas the marks are no-ops.
+//
+// min-replicas-to-write on the primary is not enough by itself
+// (https://redis.io/docs/latest/operate/oss_and_stack/management/replication/#allow-writes-only-with-n-attached-replicas):
+// it refuses writes while no replica has answered for min-replicas-max-lag
+// seconds, but a write it accepts is still sent to the replica after the
+// client was answered, so the last one before a crash can be lost. WAIT
+// cannot undo a write either: one not acknowledged in time stays applied
+// on the primary though the caller got an error. The two together are
+// what README "Redis topologies" recommends: min-replicas-to-write makes a
+// primary without replicas refuse before applying, WAIT covers the window.
 type Acked struct{ *Store }
 
 // IssueTokens is Store.IssueTokens, acknowledged.
