@@ -54,6 +54,10 @@ type App struct {
 	// {env.TOLLGATE_STORE} are resolved when the config is loaded, so a
 	// password in the URL never shows in the /config API.
 	Store string `json:"store,omitempty"`
+	// Redis is the structured Redis store, for Cluster, Sentinel, TLS
+	// with a private CA or ACL credentials from placeholders (README
+	// "Redis topologies"). It excludes Store.
+	Redis *RedisConfig `json:"redis,omitempty"`
 	// StoreTimeout bounds each store call made for a request, so that a
 	// hung store answers 503 after this long rather than after the Redis
 	// client's read timeout. Default 250ms, at most 30s.
@@ -332,7 +336,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.users = mod.(Authenticator)
 	}
 
-	st, key, err := openStore(repl.ReplaceAll(a.Store, ""), a.now)
+	var st backend
+	var key string
+	switch {
+	case a.Redis != nil && a.Store != "":
+		err = fmt.Errorf("give store or redis, not both")
+	case a.Redis != nil:
+		st, key, err = openRedis(a.Redis, repl, a.now, a.logger)
+	default:
+		st, key, err = openStore(repl.ReplaceAll(a.Store, ""), a.now)
+	}
 	if err != nil {
 		return err
 	}
@@ -421,6 +434,11 @@ func (a *App) Validate() error {
 	}
 	if d := time.Duration(a.StoreTimeout); d <= 0 || d > maxStoreTimeout {
 		return fmt.Errorf("store_timeout must be positive and at most %s", maxStoreTimeout)
+	}
+	if r := a.Redis; r != nil && r.WaitReplicas > 0 && r.WaitTimeout >= a.StoreTimeout {
+		// Else the request's deadline cuts WAIT short and the write is
+		// answered 503 rather than acknowledged.
+		return fmt.Errorf("store redis: wait_timeout must be shorter than store_timeout (%s)", time.Duration(a.StoreTimeout))
 	}
 	for _, s := range a.Scopes {
 		if s.Name == "" || strings.ContainsAny(s.Name, " \"\\") {

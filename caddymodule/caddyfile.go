@@ -127,6 +127,7 @@ func parseEndpoint(name string, mod func() caddyhttp.MiddlewareHandler) httpcadd
 //
 //	tollgate {
 //		store                  memory | redis://… | rediss://… | {env.NAME}
+//		store redis { … }      (Cluster, Sentinel, TLS, ACL: see parseStore)
 //		store_timeout          <duration>
 //		issuer                 <https origin>
 //		realm                  <name>
@@ -190,7 +191,7 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 		}
 		switch dir {
 		case "store":
-			if err := oneArg(d, &app.Store); err != nil {
+			if err := parseStore(d, app); err != nil {
 				return nil, err
 			}
 		case "store_timeout":

@@ -214,6 +214,7 @@ func FuzzCaddyfile(f *testing.F) {
 	f.Add("client {\n\t}\n\t}\n}\n{", "tollgate_token extra")
 	f.Add("scope \"unterminated", "tollgate_protect `x")
 	f.Add("import", "import x\n\ttollgate_protect {")
+	f.Add("store redis {\n\t\tsentinel m\n\t\taddrs a:1,b:2\n\t\tdb 2\n\t\twait_replicas 1 100ms\n\t\ttls {\n\t\t\tca c.pem\n\t\t}\n\t}", "tollgate_token")
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	f.Fuzz(func(t *testing.T, global, site string) {
 		// import reads files; keep the fuzzer off the filesystem.

@@ -81,6 +81,10 @@ func startRedis(t testing.TB, bin, dir string, port int, extra []string) (string
 		"--logfile", logFile,
 		"--daemonize", "no",
 	}, extra...)
+	// A config file (Sentinel's, which it rewrites) must come first.
+	if len(extra) > 0 && !strings.HasPrefix(extra[0], "--") {
+		args = append(append([]string{extra[0]}, args[:len(args)-len(extra)]...), extra[1:]...)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
