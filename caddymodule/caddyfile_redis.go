@@ -30,6 +30,7 @@ import (
 //		read_timeout      <duration>
 //		write_timeout     <duration>
 //		wait_replicas     <n> <timeout>
+//		key_prefix        <prefix>
 //	}
 func parseStore(d *caddyfile.Dispenser, app *App) error {
 	if !d.NextArg() {
@@ -100,6 +101,8 @@ func parseStore(d *caddyfile.Dispenser, app *App) error {
 				return d.Errf("store redis: wait_replicas: %q is not a positive duration", args[1])
 			}
 			rc.WaitReplicas, rc.WaitTimeout = n, caddy.Duration(dur)
+		case "key_prefix":
+			err = oneArg(d, &rc.KeyPrefix)
 		case "tls":
 			rc.TLS, err = parseRedisTLS(d)
 		default:

@@ -87,6 +87,7 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"store redis sentinel and cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2\n\t\tsentinel m\n\t\tcluster\n\t}\n}", "sentinel and cluster are exclusive"},
 		{"store redis db with cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2 c:3\n\t\tdb 1\n\t}\n}", "db must be 0 with Redis Cluster"},
 		{"store redis db with forced cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tcluster\n\t\tdb 3\n\t}\n}", "db must be 0 with Redis Cluster"},
+		{"store redis key prefix with a space", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tkey_prefix \"a b\"\n\t}\n}", "key prefix"},
 		{"store redis wait with cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2\n\t\twait_replicas 1 100ms\n\t}\n}", "not Redis Cluster"},
 		{"store redis wait without timeout", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\twait_replicas 1\n\t}\n}", "wait_replicas takes a replica count and a timeout"},
 		{"store redis sentinel password without sentinel", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tsentinel_password {env.P}\n\t}\n}", "need a sentinel master name"},

@@ -58,6 +58,10 @@ type RedisConfig struct {
 	// answers 503. Single node or Sentinel only.
 	WaitReplicas int            `json:"wait_replicas,omitempty"`
 	WaitTimeout  caddy.Duration `json:"wait_timeout,omitempty"`
+	// KeyPrefix starts every key Tollgate writes, the webhook queue's
+	// included, instead of "tg:", so that two deployments can share one
+	// Redis: 1 to 64 of A-Z a-z 0-9 . _ : - (docs/architecture.md §6.3).
+	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
 // RedisTLS is the TLS of the structured Redis store.
@@ -103,6 +107,7 @@ func (rc *RedisConfig) options(r func(string) string) redisstore.Options {
 		WriteTimeout:     time.Duration(rc.WriteTimeout),
 		WaitReplicas:     rc.WaitReplicas,
 		WaitTimeout:      time.Duration(rc.WaitTimeout),
+		KeyPrefix:        r(rc.KeyPrefix),
 	}
 	for _, a := range rc.Addrs {
 		o.Addrs = append(o.Addrs, splitAddrs(r(a))...)
@@ -123,7 +128,11 @@ func splitAddrs(v string) []string {
 // validate checks the config as written, placeholders unresolved, so the
 // Caddyfile adapter rejects a contradiction before anything runs.
 func (rc *RedisConfig) validate() error {
-	if err := rc.options(func(s string) string { return s }).Validate(); err != nil {
+	o := rc.options(func(s string) string { return s })
+	if strings.Contains(o.KeyPrefix, "{") {
+		o.KeyPrefix = "" // a placeholder: checked when resolved
+	}
+	if err := o.Validate(); err != nil {
 		return fmt.Errorf("store redis: %w", err)
 	}
 	return nil

@@ -37,13 +37,6 @@ func withStoreBlock(t *testing.T, block string) string {
 	return path
 }
 
-// topologyStoreTimeout is the store_timeout of the Cluster and Sentinel
-// gateways. A first request there opens connections to several nodes (the
-// Cluster's slot map; the Sentinel's answer, then the primary), which on a
-// 2-core CI machine running the whole suite can pass the 250ms default;
-// the default itself is tested in hung_store_test.go.
-const topologyStoreTimeout = "store_timeout 1s"
-
 func launchWithBlock(t *testing.T, block string, env ...string) *gateway {
 	t.Helper()
 	config := withStoreBlock(t, block)
@@ -67,7 +60,7 @@ func launchWithBlock(t *testing.T, block string, env ...string) *gateway {
 func TestRedisClusterFlow(t *testing.T) {
 	t.Parallel()
 	addrs := storetest.StartRedisCluster(t)
-	gw := launchWithBlock(t, "store redis {\n\t\t\taddrs "+strings.Join(addrs, " ")+"\n\t\t}\n\t\t"+topologyStoreTimeout)
+	gw := launchWithBlock(t, "store redis {\n\t\t\taddrs "+strings.Join(addrs, " ")+"\n\t\t}")
 	e := waitForLogEntry(t, gw, "redis store", 5*time.Second)
 	if e["topology"] != "cluster" {
 		t.Fatalf("the gateway did not open a Cluster client: %v", e)
@@ -107,8 +100,8 @@ func TestRedisClusterFlow(t *testing.T) {
 func TestRedisSentinelFailover(t *testing.T) {
 	t.Parallel()
 	d := storetest.StartRedisSentinel(t, 2, "--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
-	gw := launchWithBlock(t, fmt.Sprintf("store redis {\n\t\t\tsentinel %s\n\t\t\taddrs %s\n\t\t\twait_replicas 1 100ms\n\t\t}\n\t\t%s",
-		storetest.SentinelMaster, strings.Join(d.Sentinels, " "), topologyStoreTimeout))
+	gw := launchWithBlock(t, fmt.Sprintf("store redis {\n\t\t\tsentinel %s\n\t\t\taddrs %s\n\t\t\twait_replicas 1 100ms\n\t\t}",
+		storetest.SentinelMaster, strings.Join(d.Sentinels, " ")))
 	if e := waitForLogEntry(t, gw, "redis store", 5*time.Second); e["topology"] != "sentinel" {
 		t.Fatalf("the gateway did not open a Sentinel client: %v", e)
 	}

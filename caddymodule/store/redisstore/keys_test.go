@@ -102,3 +102,36 @@ func TestKeyPrefixRefusesBraces(t *testing.T) {
 		t.Errorf("SetKeyPrefix(prod.eu-1:): %v", err)
 	}
 }
+
+// Open takes the prefix from Options, and a deployment configured with one
+// writes no key outside it.
+func TestOpenWithKeyPrefix(t *testing.T) {
+	url := storetest.StartRedis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Addrs: []string{opts.Addr}, KeyPrefix: "{bad}"}, nil); err == nil {
+		t.Fatal("Open accepted a prefix with braces")
+	}
+	s, err := Open(Options{Addrs: []string{opts.Addr}, KeyPrefix: "staging:"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	if err := s.SaveGrant(ctx, store.Grant{ID: "g1", ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { _ = c.Close() })
+	keys, err := c.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys: %v, %v", keys, err)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "staging:") {
+			t.Errorf("key %q outside the prefix", k)
+		}
+	}
+}

@@ -48,6 +48,9 @@ type Options struct {
 	// WaitTimeout. See Acked.
 	WaitReplicas int
 	WaitTimeout  time.Duration
+	// KeyPrefix replaces "tg:" at the start of every key, so that two
+	// deployments can share one Redis (keys.go); "" keeps "tg:".
+	KeyPrefix string
 }
 
 // Validate reports a combination go-redis would accept but misread, in
@@ -72,6 +75,8 @@ func (o Options) Validate() error {
 		return errors.New("wait_replicas is for a single primary or Sentinel, not Redis Cluster")
 	case o.WaitReplicas > 0 && o.WaitTimeout <= 0:
 		return errors.New("wait_replicas needs a positive timeout")
+	case o.KeyPrefix != "" && checkKeyPrefix(o.KeyPrefix) != nil:
+		return checkKeyPrefix(o.KeyPrefix)
 	case o.PoolSize < 0:
 		return errors.New("pool_size must not be negative")
 	}
@@ -130,6 +135,9 @@ func Open(o Options, now func() time.Time) (*Store, error) {
 	}
 	s := NewFromClient(c, now)
 	s.owned = true
+	if o.KeyPrefix != "" {
+		s.keys = keyspace(o.KeyPrefix)
+	}
 	return s, nil
 }
 

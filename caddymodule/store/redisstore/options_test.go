@@ -54,7 +54,7 @@ func TestWaitReplicas(t *testing.T) {
 		if err := s.SetBlob(withAck(ctx), key, []byte("v"), time.Minute); err != nil {
 			t.Fatalf("acknowledged write %d: %v", i, err)
 		}
-		if n, err := replica.Exists(ctx, blobKey(key)).Result(); err != nil || n != 1 {
+		if n, err := replica.Exists(ctx, defaultKeys.blob(key)).Result(); err != nil || n != 1 {
 			t.Fatalf("write %d returned before the replica had it (exists=%d, %v)", i, n, err)
 		}
 	}
