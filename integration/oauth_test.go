@@ -360,9 +360,10 @@ func wantOAuthError(t *testing.T, r *response, status int, code string) {
 	if m["error"] != code {
 		t.Fatalf("error = %v, want %q:\n%s", m["error"], code, r)
 	}
-	// 002: "shape is { "error": "...", "error_description": "..." }"
+	// OAuth errors are {"error": "...", "error_description": "..."}
+	// (docs/partners.md D52; RFC 6749 §5.2).
 	if d, ok := m["error_description"].(string); !ok || d == "" {
-		t.Fatalf("error response has no error_description (002: shape is {error, error_description}):\n%s", r)
+		t.Fatalf("error response has no error_description (docs/partners.md D52: the shape is {error, error_description}):\n%s", r)
 	}
 }
 
