@@ -200,7 +200,7 @@ func wantErrorRedirect(t *testing.T, p *page, codes []string, withState bool, st
 		t.Fatalf("error = %q, want one of %v; Location %s", q.Get("error"), codes, loc)
 	}
 	if q.Get("error_description") == "" {
-		t.Errorf("no error_description (issue: \"redirected to the client with error, error_description and state\"); Location %s", loc)
+		t.Errorf("no error_description (README \"What partners get\": every other authorize error is redirected to the client with error, error_description and state); Location %s", loc)
 	}
 	if q.Has("code") {
 		t.Errorf("an error redirect carries a code; Location %s", loc)

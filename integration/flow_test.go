@@ -124,7 +124,7 @@ func wantTokenResponse(t *testing.T, r *response, scope string) map[string]any {
 		t.Errorf("Content-Type = %q, want application/json (RFC 6749 §5.1)", ct)
 	}
 	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
-		t.Errorf("Cache-Control = %q, want no-store (RFC 6749 §5.1; issue: \"with Cache-Control: no-store\")", cc)
+		t.Errorf("Cache-Control = %q, want no-store (RFC 6749 §5.1; docs/partners.md D29)", cc)
 	}
 	m := r.json(t)
 	want := []string{"access_token", "expires_in", "refresh_token", "scope", "token_type"}
@@ -178,7 +178,7 @@ func TestConsentScreenListsOnlyRequestedScopes(t *testing.T) {
 			}
 		}
 		if n := strings.Count(strings.ToLower(consent.body), "<form"); n != 1 {
-			t.Errorf("consent page has %d forms, want one (issue: \"one form\")", n)
+			t.Errorf("consent page has %d forms, want one (the allow and deny buttons share one form)", n)
 		}
 	})
 }
@@ -213,7 +213,7 @@ func TestSessionCookieIsRandomHttpOnlyLaxAndRenewedAtSignIn(t *testing.T) {
 		}
 		set := setCookies(t, signedIn)
 		if len(set) == 0 {
-			t.Fatalf("sign-in set no cookie (issue: \"a new id is issued at sign-in\"):\n%s", signedIn)
+			t.Fatalf("sign-in set no cookie (README \"Security\": a new session id at every sign-in):\n%s", signedIn)
 		}
 		var session *http.Cookie
 		for _, c := range set {
@@ -254,7 +254,7 @@ func TestSessionCookieIsRandomHttpOnlyLaxAndRenewedAtSignIn(t *testing.T) {
 		victim.setCookie(session.Name, planted)
 		victim.signIn(newAuthRequest(conf).url)
 		if got := victim.cookie(session.Name); got == planted {
-			t.Fatalf("the victim's session id %q did not change at sign-in (issue: \"a new id is issued at sign-in\")", got)
+			t.Fatalf("the victim's session id %q did not change at sign-in (README \"Security\": a new session id at every sign-in)", got)
 		}
 		if p := attacker.get(newAuthRequest(conf).url); p.isConsent() || !p.isLogin() {
 			t.Fatalf("the planted session id is signed in as the victim (session fixation):\n%s", p)
@@ -278,10 +278,10 @@ func setCookies(t *testing.T, p *page) []*http.Cookie {
 func wantCookieAttrs(t *testing.T, c *http.Cookie) {
 	t.Helper()
 	if !c.HttpOnly {
-		t.Errorf("cookie %s is not HttpOnly (issue: \"HttpOnly\"): %s", c.Name, c.Raw)
+		t.Errorf("cookie %s is not HttpOnly (README \"Security\"): %s", c.Name, c.Raw)
 	}
 	if c.SameSite != http.SameSiteLaxMode {
-		t.Errorf("cookie %s is not SameSite=Lax (issue: \"SameSite=Lax\"): %s", c.Name, c.Raw)
+		t.Errorf("cookie %s is not SameSite=Lax (README \"Security\"): %s", c.Name, c.Raw)
 	}
 	if c.Secure {
 		// The example runs on plain http://localhost: a Secure cookie is

@@ -426,7 +426,7 @@ func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 		failed = rcv.waitFor(12*time.Second, "first retry", func(ds []delivery) bool { return len(ds) >= 2 })
 		gap1 := failed[1].at.Sub(first.at)
 		if gap1 > 11*time.Second {
-			t.Errorf("first retry %s after the failed attempt, want within 10 s (issue: \"starting within 10 s\")", gap1)
+			t.Errorf("first retry %s after the failed attempt, want within 10 s (README \"Webhooks\": first retry within 10 s)", gap1)
 		}
 		rcv.setStatus(http.StatusNoContent)
 		got := rcv.waitFor(30*time.Second, "accepted retry", func(ds []delivery) bool { return len(accepted(ds)) > 0 })
@@ -436,7 +436,7 @@ func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 		}
 		gap2 := got[2].at.Sub(got[1].at)
 		if gap2 <= gap1 {
-			t.Errorf("retry gaps %s then %s: want the backoff to grow (issue: \"exponential backoff\")", gap1, gap2)
+			t.Errorf("retry gaps %s then %s: want the backoff to grow (README \"Webhooks\": exponential backoff)", gap1, gap2)
 		}
 		for i, d := range got {
 			if d.id() != first.id() || string(d.body) != string(first.body) {

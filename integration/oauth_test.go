@@ -120,7 +120,8 @@ func (b *browser) consentPage(authURL string) *page {
 func (b *browser) decide(consent *page, decision string) *url.URL {
 	b.t.Helper()
 	p := b.submit(consent, url.Values{"decision": {decision}})
-	// issue: "Allow → 303 to redirect_uri?code=…&state=…"
+	// Allow → 303 to redirect_uri?code=…&state=… (README "What partners
+	// get", POST /oauth/authorize; docs/architecture.md §2.3).
 	if p.status != http.StatusSeeOther {
 		b.t.Fatalf("consent %s: want 303 See Other:\n%s", decision, p)
 	}

@@ -189,8 +189,9 @@ func TestExpiredRefreshTokenIsInvalidGrant(t *testing.T) {
 // TestTokenKindsAreNotInterchangeable presents an access token as a refresh
 // token and a refresh token as a code.
 //
-// Failure table: invalid_grant (RFC 6749 §5.2: "The provided authorization
-// grant … or refresh token is invalid").
+// A token of the wrong kind is invalid_grant (docs/partners.md D56; RFC
+// 6749 §5.2: "The provided authorization grant … or refresh token is
+// invalid").
 func TestTokenKindsAreNotInterchangeable(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)

@@ -228,7 +228,7 @@ func (r *webhookReceiver) wantAllSigned() {
 	r.t.Helper()
 	for i, d := range r.all() {
 		if d.sigErr != nil || d.method != http.MethodPost || d.path != webhookPath {
-			r.t.Fatalf("webhook request #%d: want a POST to %s with a valid signature (issue: \"signed per the Standard Webhooks scheme\"):\n%s", i+1, webhookPath, d)
+			r.t.Fatalf("webhook request #%d: want a POST to %s with a valid signature (README \"Webhooks\": signed per Standard Webhooks):\n%s", i+1, webhookPath, d)
 		}
 	}
 }
