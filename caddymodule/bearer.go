@@ -56,8 +56,9 @@ func bearerToken(r *http.Request) (string, *apiError) {
 }
 
 // authenticateBearer checks the request's access token in one store round
-// trip (DESIGN.md §3) and counts it against the grant's budget, which the
-// token record carries (set from the client's rate_limit at issuance).
+// trip (docs/architecture.md §5.2) and counts it against the grant's
+// budget, which the token record carries (set from the client's
+// rate_limit at issuance).
 func (a *App) authenticateBearer(r *http.Request) (caller, *apiError) {
 	tok, aerr := bearerToken(r)
 	if aerr != nil {

@@ -17,9 +17,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden adapt files")
 
-// Golden Caddyfile→JSON tests (STYLE.md): every directive and option is
-// adapted and compared with testdata/adapt/<name>.json. Run with -update
-// after a deliberate change and review the diff.
+// Golden Caddyfile→JSON tests, as Caddy's own caddyfile_adapt tests do:
+// every directive and option is adapted and compared with
+// testdata/adapt/<name>.json. Run with -update after a deliberate change
+// and review the diff.
 func TestCaddyfileAdaptGolden(t *testing.T) {
 	files, _ := filepath.Glob("testdata/adapt/*.caddyfile")
 	if len(files) == 0 {

@@ -26,8 +26,7 @@ func init() {
 // granted access to, with the scopes in plain English, when it was granted
 // and last used, and a Disconnect button per partner. Disconnecting revokes
 // every token of that partner for that user at once and queues a signed
-// user.consent.revoked webhook (seed 002, "What happens when the user
-// disconnects").
+// user.consent.revoked webhook (docs/partners.md D42–D44).
 type Connections struct {
 	appRef
 }
@@ -184,8 +183,8 @@ func (h *Connections) unavailable(w http.ResponseWriter, err error) {
 
 // disconnect ends subject's grant to clientID. The webhook event is queued
 // in the store before the grant is revoked, so that no disconnect can
-// happen without its event (DESIGN.md §4); if queuing fails nothing is
-// revoked and the user is asked to retry.
+// happen without its event (docs/architecture.md §4.4, §7); if queuing
+// fails nothing is revoked and the user is asked to retry.
 func (a *App) disconnect(ctx context.Context, subject, clientID string) error {
 	grantID := oauth.GrantID(clientID, subject)
 	g, err := a.store.GetGrant(ctx, grantID)

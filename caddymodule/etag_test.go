@@ -35,8 +35,8 @@ func jsonBody(body string) http.HandlerFunc {
 	}
 }
 
-// Seed 000: "Cache the ETag and replay it on the next request as
-// If-None-Match. A 304 costs you nothing".
+// DSS partners cache the ETag and send it back as If-None-Match, and a 304
+// costs them nothing (docs/partners.md D49, D50).
 func TestConditionalGETComputesStrongETagAndAnswers304(t *testing.T) {
 	body := `{"total_days":412,"record_updated_at":"2026-11-01T08:00:00Z"}`
 	first, nm := serveConditional(t, "", 1<<20, jsonBody(body))
@@ -109,10 +109,10 @@ func TestParseRateLimit(t *testing.T) {
 	}
 }
 
-// Seed 002: "Every authenticated response carries X-RateLimit-Limit,
-// X-RateLimit-Remaining, and X-RateLimit-Reset"; with rate_limit_headers,
-// also draft-ietf-httpapi-ratelimit-headers-10's RateLimit-Policy and
-// RateLimit.
+// Every authenticated response carries X-RateLimit-Limit,
+// X-RateLimit-Remaining and X-RateLimit-Reset (docs/partners.md D48); with
+// rate_limit_headers, also draft-ietf-httpapi-ratelimit-headers-10's
+// RateLimit-Policy and RateLimit.
 func TestRateHeaders(t *testing.T) {
 	now := time.Unix(1_795_622_400, 0)
 	s := store.RateStatus{Limit: 5000, Remaining: 4998, Reset: now.Add(1500 * time.Second), Window: time.Hour, Allowed: true}

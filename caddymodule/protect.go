@@ -170,7 +170,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	// Read the token, then strip it and every identity header before
-	// anything else can forward them (DESIGN.md §1).
+	// anything else can forward them (docs/architecture.md §5.1).
 	c, aerr := a.authenticateBearer(r)
 	r.Header.Del("Authorization")
 	// The gateway's own cookies (the sign-in session) are no business of
@@ -316,9 +316,10 @@ func tokenNotInHeader() *apiError {
 // maxAPIFormBytes bounds the form bodies read to look for a token.
 const maxAPIFormBytes = 1 << 20
 
-// rateHeaders sets the budget headers of seed 002 ("Every authenticated
-// response carries X-RateLimit-Limit, X-RateLimit-Remaining, and
-// X-RateLimit-Reset"); Reset is in epoch seconds, as GitHub's.
+// rateHeaders sets the budget headers that DSS requires on every
+// authenticated response: X-RateLimit-Limit, X-RateLimit-Remaining and
+// X-RateLimit-Reset (docs/partners.md D48); Reset is in epoch seconds, as
+// GitHub's.
 func (a *App) rateHeaders(h http.Header, s store.RateStatus) {
 	if s.Limit == 0 {
 		return

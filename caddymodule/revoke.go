@@ -18,8 +18,8 @@ func init() {
 
 // Revoke is the revocation endpoint of RFC 7009. Revoking either token of a
 // pair ends the user's whole grant to that client, so that one call from a
-// partner's "disconnect" button tears the connection down (seed 002:
-// "Revoking one revokes the paired other").
+// partner's "disconnect" button tears the connection down (docs/partners.md
+// D38, D39; revoking one token revokes the paired other).
 type Revoke struct {
 	appRef
 }

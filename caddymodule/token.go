@@ -178,7 +178,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Lost a race with a concurrent refresh of the same token: the
-		// winner's pair is the one to use (seed 002: "only one wins").
+		// winner's pair is the one to use (docs/partners.md D36).
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token was already used")
 	case err != nil:
 		return nil, a.storeFailed("rotating tokens", err)
@@ -192,10 +192,11 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 
 // refreshNotFound answers a refresh token the store does not hold. One
 // that was rotated out earlier and comes back after the grace window is
-// the sign of a stolen token (RFC 9700 §4.14.2; seed 000: "if you keep
-// using the old refresh token, you'll lose the connection"): the store has
-// revoked the whole grant. Inside the window it is a lost race (seed 002:
-// "only one wins ... don't reconsent") and only gets invalid_grant.
+// the sign of a stolen token (RFC 9700 §4.14.2; docs/partners.md D37: a
+// client that keeps using an old refresh token loses the connection): the
+// store has revoked the whole grant. Inside the window it is a lost race
+// (docs/partners.md D36: exactly one of two concurrent refreshes wins, and
+// the loser must not be sent to re-consent) and only gets invalid_grant.
 func (a *App) refreshNotFound(ctx context.Context, client *oauth.Client, grantID, digest string) *oauth.Error {
 	g, err := a.store.CheckReuse(ctx, grantID, digest, time.Duration(a.RefreshReuseGrace))
 	switch {
@@ -254,7 +255,7 @@ func (a *App) newPair(grantID string, client *oauth.Client, subject string, scop
 }
 
 // storeFailed logs a store failure and answers 503: the client should retry,
-// not conclude that its code or token is bad (DESIGN.md §4).
+// not conclude that its code or token is bad (docs/architecture.md §8.1).
 func (a *App) storeFailed(op string, err error) *oauth.Error {
 	a.logger.Error("store failure", zap.String("op", op), zap.Error(err))
 	e := oauth.Errorf(oauth.TemporarilyUnavailable, "the authorization server is temporarily unavailable; retry shortly")

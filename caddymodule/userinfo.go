@@ -17,8 +17,8 @@ func init() {
 	caddy.RegisterModule(UserInfo{})
 }
 
-// userinfoScope is the scope /userinfo needs (seed 002: profile:read grants
-// "Name, role, country, photo URL").
+// userinfoScope is the scope /userinfo needs: profile:read covers name,
+// role, country and photo URL (docs/partners.md D11).
 const userinfoScope = "profile:read"
 
 // UserInfo is the OIDC-style userinfo endpoint: the signed-in user's basic
@@ -49,7 +49,8 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		return nil
 	}
 	// /userinfo is an authenticated API response like any other: it
-	// carries the budget headers and spends the budget (issue 3).
+	// carries the budget headers and spends the budget (docs/partners.md
+	// D48, docs/architecture.md §4.3).
 	a.rateHeaders(w.Header(), c.Rate)
 	if !c.Rate.Allowed {
 		tooMany(w, c.Rate, a.now(), a.Realm)

@@ -34,8 +34,9 @@ func TestSafeSubject(t *testing.T) {
 	}
 }
 
-// "already signed in by a preceding Caddy auth handler" (issue 2): the
-// subject and profile are read from the placeholders that handler set.
+// `users caddy_auth`: the user was already signed in by a preceding Caddy
+// auth handler (README "Configuration reference"; docs/partners.md D7), so
+// the subject and profile are read from the placeholders that handler set.
 func TestCaddyAuthUsersReadsThePrecedingHandlersUser(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -16,12 +16,11 @@ import (
 // with its data and checks the same token works again without a gateway
 // restart.
 //
-// Issue 3: "with Redis stopped mid-run, an API call answers 503
-// problem+json (never 401), and after Redis is back the same token works
-// again without a gateway restart". DESIGN.md §4: "Store unreachable: API
-// routes answer 503 problem+json (never 200 unchecked, never 401, which
-// would make partners drop good tokens) … The gateway recovers without a
-// restart." README: "store unreachable | 503 | (and Retry-After)".
+// With Redis stopped mid-run, an API call answers 503 problem+json (never
+// 200 unchecked, never 401, which would make partners drop good tokens),
+// and after Redis is back the same token works again without a gateway
+// restart (docs/architecture.md §8.1; docs/partners.md D60). README "What
+// partners get": "store unreachable | 503 | (and Retry-After)".
 func TestAPIStoreOutageIs503ThenRecovers(t *testing.T) {
 	t.Parallel()
 	up := startUpstream(t)

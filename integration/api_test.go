@@ -22,13 +22,13 @@ var apiRoutes = []struct {
 // upstream received: the rewritten path with the user id, X-Legacy-User
 // set by the gateway alone, and no trace of the token.
 //
-// Issue 3: "the upstream receives the rewritten path
-// /legacy/users/alice/seatime and X-Legacy-User: alice; the Authorization
-// header never reaches it; a spoofed X-Legacy-User: mallory sent by the
-// client is stripped/replaced"; "the token and spoofed identity headers
-// never reach the upstream". README tollgate_protect: "it removes
-// Authorization and every identity header it may set from the incoming
-// request before anything is forwarded".
+// The upstream receives the rewritten path /legacy/users/alice/seatime and
+// X-Legacy-User: alice; the Authorization header never reaches it, and a
+// spoofed X-Legacy-User: mallory sent by the client is stripped and
+// replaced (docs/partners.md D12; docs/architecture.md §5.1). README
+// "Configuration reference", tollgate_protect: "it removes Authorization,
+// every identity header it may set and the gateway's tollgate_ cookies
+// from the incoming request before anything is forwarded".
 func TestAPIForwardsIdentityNotCredentials(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -102,16 +102,17 @@ func redactTokens(s string, tokens ...string) string {
 // challenge and the problem document, and that the upstream was never
 // called.
 //
-// Issue 3: "no token → 401 with WWW-Authenticate: Bearer realm="tollgate"
-// (no error attribute); bad, expired or revoked token → 401 with
+// The errors of API routes (README "What partners get"; docs/architecture.md
+// §5.1): no token → 401 with WWW-Authenticate: Bearer realm="tollgate" (no
+// error attribute); bad, expired or revoked token → 401 with
 // error="invalid_token"; missing scope → 403 with
 // error="insufficient_scope" and the scope attribute (RFC 6750 §3); every
 // body an RFC 9457 application/problem+json document (type, title, status,
-// detail), never a stack trace." 002: "Resource endpoint errors do use
-// Problem Details". RFC 6750 §3.1: a request that "attempted using an
-// unsupported authentication method" (Basic) gets no error code. RFC 6750
-// §2.1 is the only way a token is accepted (bearer.go: tokens in query
-// strings "end up in logs and Referer headers", §5.3).
+// detail), never a stack trace (docs/partners.md D53). RFC 6750 §3.1: a
+// request that "attempted using an unsupported authentication method"
+// (Basic) gets no error code. RFC 6750 §2.1 is the only way a token is
+// accepted (bearer.go: tokens in query strings "end up in logs and Referer
+// headers", §5.3).
 // Expired: TestAPIExpiredTokenIsInvalidToken; revoked:
 // TestAPIRevokedTokenFailsOnNextRequest.
 func TestAPIErrorsAreChallengesWithProblemDetails(t *testing.T) {
@@ -173,9 +174,9 @@ func TestAPIErrorsAreChallengesWithProblemDetails(t *testing.T) {
 // TestAPIExpiredTokenIsInvalidToken lets an access token outlive a 2 s
 // access_token_lifetime and calls an API route with it.
 //
-// Issue 3: "bad, expired or revoked token → 401 with
-// error="invalid_token"". 000 Common gotchas: "invalid_token after a few
-// hours … Access tokens are 1-hour TTL."
+// A bad, expired or revoked token → 401 with error="invalid_token"
+// (README "What partners get"); access tokens live 1 hour, after which the
+// API answers invalid_token (docs/partners.md D31).
 func TestAPIExpiredTokenIsInvalidToken(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{accessTokenLifetime: "access_token_lifetime 2s"}, func(t *testing.T, gw *gateway, up *upstream) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -194,11 +195,10 @@ func TestAPIExpiredTokenIsInvalidToken(t *testing.T) {
 // pair and the refresh token of another, each right after a successful API
 // call, and checks the very next call with the access token is refused.
 //
-// Issue 3: "a revoked token fails on the next request". 002: "Revocation
-// is instant — when a user disconnects, every token we've issued to your
-// client for that user stops working on the next request." "Subsequent
-// calls return invalid_token → 401." "Revoking one revokes the paired
-// other."
+// A revoked token fails on the next request: revocation is instant, and
+// after a disconnect every token issued to the client for that user stops
+// working on the next request with invalid_token → 401 (docs/partners.md
+// D6, D43); revoking one token revokes the paired other (D38).
 func TestAPIRevokedTokenFailsOnNextRequest(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
 		for _, which := range []string{"access token", "refresh token"} {

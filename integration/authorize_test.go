@@ -20,12 +20,13 @@ import (
 // invalid, the authorization server … MUST NOT automatically redirect the
 // user-agent"; otherwise "the authorization server informs the client by
 // adding the following parameters" (error, error_description, state).
-// 002 Parameters table: every parameter is required; redirect_uri "Must
-// exactly match"; "We require code_challenge_method=S256. plain is
-// rejected."; "Asking for a scope you weren't granted at onboarding returns
-// invalid_scope on the authorize call." 000 Common gotchas: "Trailing
-// slashes count." Issue: "a parameter given twice → invalid_request; a
-// parameter with an empty value counts as absent."
+// For DSS every parameter is required (docs/partners.md D14–D19);
+// redirect_uri must match a registered one exactly, trailing slashes
+// included (D16); code_challenge_method must be S256 and plain is rejected
+// (D19); a scope outside the client's allowed set is invalid_scope at
+// authorize (D17). A parameter given twice is invalid_request, and a
+// parameter with an empty value counts as absent (docs/architecture.md
+// §2.1, §3.1; RFC 6749 §3.1).
 func TestAuthorizeRequestValidation(t *testing.T) {
 	type want struct {
 		accept bool     // the login form: the request is valid
@@ -81,14 +82,14 @@ func TestAuthorizeRequestValidation(t *testing.T) {
 		{"state twice", twice("state"), redirect(false, "invalid_request")},
 		{"scope outside the client's set", set("scope", "admin:write"), redirect(true, "invalid_scope")},
 		{"scope partly outside the client's set", set("scope", "profile:read admin:write"), redirect(true, "invalid_scope")},
-		// 002 marks scope required (→ invalid_request, "Missing … parameter");
-		// RFC 6749 §3.3 says an omitted scope with no default fails as
-		// invalid_scope. Either is a refusal.
+		// DSS marks scope required (docs/partners.md D17), so a missing one
+		// is invalid_request (D54); RFC 6749 §3.3 says an omitted scope with
+		// no default fails as invalid_scope. Either is a refusal.
 		{"missing scope", del("scope"), redirect(true, "invalid_scope", "invalid_request")},
 		{"empty scope", set("scope", ""), redirect(true, "invalid_scope", "invalid_request")},
 		{"scope twice", twice("scope"), redirect(true, "invalid_request")},
-		// 002 failure table: "invalid_request | Missing or malformed
-		// parameter (e.g. no code_challenge)."
+		// A missing or malformed parameter, e.g. no code_challenge, is
+		// invalid_request (docs/partners.md D19, D54).
 		{"missing code_challenge", del("code_challenge"), redirect(true, "invalid_request")},
 		{"empty code_challenge", set("code_challenge", ""), redirect(true, "invalid_request")},
 		{"code_challenge twice", twice("code_challenge"), redirect(true, "invalid_request")},
@@ -199,7 +200,7 @@ func wantErrorRedirect(t *testing.T, p *page, codes []string, withState bool, st
 		t.Fatalf("error = %q, want one of %v; Location %s", q.Get("error"), codes, loc)
 	}
 	if q.Get("error_description") == "" {
-		t.Errorf("no error_description (issue: \"redirected to the client with error, error_description and state\"); Location %s", loc)
+		t.Errorf("no error_description (README \"What partners get\": every other authorize error is redirected to the client with error, error_description and state); Location %s", loc)
 	}
 	if q.Has("code") {
 		t.Errorf("an error redirect carries a code; Location %s", loc)
@@ -213,10 +214,10 @@ func wantErrorRedirect(t *testing.T, p *page, codes []string, withState bool, st
 // once empty: the empty one is absent, so the parameter is given once and
 // the request is valid.
 //
-// Issue: "a parameter given twice → invalid_request; a parameter with an
-// empty value counts as absent." RFC 6749 §3.1 and §3.2: "Parameters sent
-// without a value MUST be treated as if they were omitted from the
-// request."
+// A parameter given twice is invalid_request; a parameter with an empty
+// value counts as absent (docs/architecture.md §2.1, §3.1). RFC 6749 §3.1
+// and §3.2: "Parameters sent without a value MUST be treated as if they
+// were omitted from the request."
 func TestEmptyParameterCountsAsAbsent(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)

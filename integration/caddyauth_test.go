@@ -22,11 +22,12 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(r)
 }
 
-// Issue 2, "Authenticators: … 'already signed in by a preceding Caddy auth
-// handler', taking the subject from {http.auth.user.id}": with
-// `users caddy_auth` behind basic_auth, the consent screen comes straight
-// away (no Tollgate login form), the grant belongs to the handler's user,
-// and without the handler's credentials nothing is shown.
+// `users caddy_auth` takes a user already signed in by a preceding Caddy
+// auth handler, with the subject from {http.auth.user.id} (README
+// "Configuration reference"; docs/architecture.md §2.1; docs/partners.md
+// D7). With `users caddy_auth` behind basic_auth, the consent screen comes
+// straight away (no Tollgate login form), the grant belongs to the
+// handler's user, and without the handler's credentials nothing is shown.
 func TestCaddyAuthUsersSkipTheLoginForm(t *testing.T) {
 	t.Parallel()
 	for _, s := range stores {

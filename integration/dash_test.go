@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// The Dash client of integration/testdata/dash.Caddyfile (seed 001).
+// The Dash client of integration/testdata/dash.Caddyfile (docs/partners.md
+// §3).
 const (
 	dashClientID     = "GJK88NjZWQtOWNkZC00ZDg1LWIzOTEtN2ViYmMyM2EyYjQz"
 	dashClientSecret = "wezQ30xIL0HWuLcZu5FY+AnTmFowGGXa"
@@ -28,8 +29,9 @@ func dashAuthorize(t *testing.T, gw *gateway, rawQuery, wantState string) string
 	return wantCode(t, b.allowTo(consent, dashRedirectURI), wantState)
 }
 
-// dashTokenJSON posts seed 001 Step 3's example request: the JSON body as
-// printed there, with the code of the redirect in place of the example's.
+// dashTokenJSON posts Dash's documented example token request
+// (docs/partners.md H9): the JSON body as Dash prints it, with the code of
+// the redirect in place of the example's.
 func dashTokenJSON(t *testing.T, gw *gateway, code string) *response {
 	t.Helper()
 	body := `{
@@ -51,9 +53,9 @@ func dashTokenRaw(t *testing.T, gw *gateway, contentType, body string) *response
 	return send(t, req, describe(req, body))
 }
 
-// wantDashToken checks seed 001's token response: access_token and
-// token_type "Bearer", and no refresh token (refresh_tokens off). It
-// returns the access token.
+// wantDashToken checks the Dash token response (docs/partners.md H11):
+// access_token and token_type "Bearer", and no refresh token
+// (refresh_tokens off). It returns the access token.
 func wantDashToken(t *testing.T, r *response) string {
 	t.Helper()
 	failedBefore := t.Failed()
@@ -66,13 +68,13 @@ func wantDashToken(t *testing.T, r *response) string {
 	m := r.json(t)
 	at, _ := m["access_token"].(string)
 	if len(at) < 20 {
-		t.Errorf("access_token = %#v, want an opaque random string (001: \"access_token String The access token.\")", m["access_token"])
+		t.Errorf("access_token = %#v, want an opaque random string (docs/partners.md H11)", m["access_token"])
 	}
 	if m["token_type"] != "Bearer" {
-		t.Errorf("token_type = %#v, want \"Bearer\" (001: \"will always be 'Bearer'\")", m["token_type"])
+		t.Errorf("token_type = %#v, want \"Bearer\" (docs/partners.md H11: always Bearer)", m["token_type"])
 	}
 	if _, ok := m["refresh_token"]; ok {
-		t.Errorf("refresh_token present; the Dash client gets access tokens only (001 Response Parameters: access_token, token_type)")
+		t.Errorf("refresh_token present; the Dash client gets access tokens only (docs/partners.md H11, H13: access_token and token_type, no refresh token)")
 	}
 	if t.Failed() && !failedBefore {
 		t.Fatalf("response:\n%s", r)
@@ -80,7 +82,7 @@ func wantDashToken(t *testing.T, r *response) string {
 	return at
 }
 
-// dashTrips is seed 001 Step 4's example request:
+// dashTrips is Dash's documented example API call (docs/partners.md H12):
 //
 //	$ curl -H "Authorization: Bearer …" "https://dash.by/api/chassis/v1/trips"
 func dashTrips(t *testing.T, gw *gateway, accessToken string) *response {
@@ -90,21 +92,23 @@ func dashTrips(t *testing.T, gw *gateway, accessToken string) *response {
 	return send(t, req, describe(req, ""))
 }
 
-// TestDashDocumentFlow replays seed 001 as written: the example authorize
-// request (its redirect_uri with %2E-encoded dots, which decode to the
-// registered URI), the redirect with code and state, the example JSON token
-// request (no redirect_uri, no code_verifier), the token response, and the
-// curl call of the Chassis API. A second run leaves out the optional state
-// and redirect_uri.
+// TestDashDocumentFlow replays Dash's documented flow as Dash writes it
+// (docs/partners.md H1–H12): the example authorize request (its
+// redirect_uri with %2E-encoded dots, which decode to the registered URI),
+// the redirect with code and state, the example JSON token request (no
+// redirect_uri, no code_verifier), the token response, and the curl call
+// of the Chassis API. A second run leaves out the optional state and
+// redirect_uri.
 //
-// 001 Step 1: "GET https://dash.by/api/auth/authorize?response_type=code
-// &client_id=MY_CLIENT_ID&scope=trips&state=xyz
-// &redirect_uri=https%3A%2F%2Fclient%2Eexample%2Ecom%2Fcb"; state
-// "Optional"; redirect_uri "Optional … If absent, Dash will deliver the
-// authorization code to your primary redirect_uri." Step 3: "The parameters
-// should be sent in JSON format via the request body." Response
-// Parameters: access_token; token_type "will always be 'Bearer'". Step 4:
-// "$ curl -H "Authorization: Bearer …" "https://dash.by/api/chassis/v1/trips"".
+// Dash's example authorize request is
+//
+//	GET /api/auth/authorize?response_type=code&client_id=MY_CLIENT_ID&scope=trips&state=xyz
+//	    &redirect_uri=https%3A%2F%2Fclient%2Eexample%2Ecom%2Fcb
+//
+// state is optional (H5); redirect_uri is optional, and when absent the
+// code goes to the primary redirect URI (H6); the token request is a JSON
+// body (H9); the response has access_token and token_type, always Bearer
+// (H11); the API is called with Authorization: Bearer (H12).
 func TestDashDocumentFlow(t *testing.T) {
 	forEachStorePartner(t, dashConfig, func(t *testing.T, gw *gateway) {
 		for _, tc := range []struct {
@@ -130,8 +134,8 @@ func TestDashDocumentFlow(t *testing.T) {
 // RFC 6749 §4.1.3 form (the secret's '+' encoded as %2B): it is accepted as
 // well, and the code is single-use whichever encoding redeemed it.
 //
-// 001 Step 3: "Issue a POST request with the following parameters …
-// client_id, client_secret, code, grant_type."
+// Dash's token request takes client_id, client_secret, code and grant_type
+// (docs/partners.md H9, H10).
 func TestDashTokenRequestAlsoFormEncoded(t *testing.T) {
 	forEachStorePartner(t, dashConfig, func(t *testing.T, gw *gateway) {
 		code := dashAuthorize(t, gw, "response_type=code&client_id="+dashClientID+"&scope=trips&state=xyz", "xyz")
@@ -149,12 +153,13 @@ func TestDashTokenRequestAlsoFormEncoded(t *testing.T) {
 // sent anyway is verified (a wrong or missing verifier is refused, the
 // right one accepted).
 //
-// 001 Step 3 lists no code_verifier, and the Dash style makes PKCE
-// optional. RFC 9700 §4.8.2: "authorization servers MUST mitigate PKCE
-// downgrade attacks by ensuring that a token request containing a
-// code_verifier parameter is accepted only if a code_challenge parameter
-// was present in the authorization request". RFC 7636 §4.6: the server
-// "MUST verify" the verifier against the challenge it recorded.
+// Dash's token request has no code_verifier, and the Dash style makes PKCE
+// optional (docs/partners.md H7, H9). RFC 9700 §4.8.2: "authorization
+// servers MUST mitigate PKCE downgrade attacks by ensuring that a token
+// request containing a code_verifier parameter is accepted only if a
+// code_challenge parameter was present in the authorization request". RFC
+// 7636 §4.6: the server "MUST verify" the verifier against the challenge
+// it recorded.
 func TestDashPKCEStillEnforcedWhenSent(t *testing.T) {
 	forEachStorePartner(t, dashConfig, func(t *testing.T, gw *gateway) {
 		plain := "response_type=code&client_id=" + dashClientID + "&scope=trips&state=xyz"
@@ -196,10 +201,10 @@ func TestDashPKCEStillEnforcedWhenSent(t *testing.T) {
 // redirect_uri is still matched byte for byte when present: anything but a
 // registered URI gets an error page and is never redirected.
 //
-// 001 Step 1 redirect_uri: "If present, this uri should be either your
-// primary redirect_uri or one of the additional redirect_uris that you
-// provided during signup." RFC 6749 §4.1.2.1: on "a missing, invalid, or
-// mismatching redirection URI … MUST NOT automatically redirect".
+// A redirect_uri that is sent must be the primary or one of the additional
+// registered redirect URIs (docs/partners.md H6). RFC 6749 §4.1.2.1: on "a
+// missing, invalid, or mismatching redirection URI … MUST NOT
+// automatically redirect".
 func TestDashUnregisteredRedirectURIGetsErrorPage(t *testing.T) {
 	forEachStorePartner(t, dashConfig, func(t *testing.T, gw *gateway) {
 		for _, uri := range []string{

@@ -6,9 +6,10 @@
 // sign-in and consent, and plain net/http for everything a library would
 // hide (status codes, headers, exact JSON bodies).
 //
-// Each test names the behaviour it checks and cites the sentence it comes
-// from: the partner documents in /work/shared/seeds (000 = quickstart, 002 =
-// authentication reference) or the RFC section.
+// Each test names the behaviour it checks and cites where that behaviour is
+// required: the partner requirement it proves (docs/partners.md, rows D1–D64
+// for DSS, H1–H14 for Dash, T1–T16 for Trans), the section of
+// docs/architecture.md or the README that describes it, or the RFC section.
 //
 // Run with
 //

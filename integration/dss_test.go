@@ -6,12 +6,11 @@ import (
 	"testing"
 )
 
-// TestDSSPythonPKCEPairMatchesRFC7636 checks the Go rendering of seed 002's
-// python one-liners against the reference vector they are said to follow,
-// and the verifier's shape.
-//
-// 002 Generating a PKCE pair: "The reference vectors come from RFC 7636
-// §4.4." "code_verifier — a high-entropy random string, 43-128 chars".
+// TestDSSPythonPKCEPairMatchesRFC7636 checks the Go rendering of the python
+// one-liners DSS gives partners for making a PKCE pair against the RFC 7636
+// reference vector, and the verifier's shape: a high-entropy random string
+// of 43–128 characters whose challenge is base64url(sha256(verifier))
+// (docs/partners.md D20; RFC 7636 §4.1, §4.2, Appendix B).
 func TestDSSPythonPKCEPairMatchesRFC7636(t *testing.T) {
 	// RFC 7636 Appendix B.
 	if got := pythonChallenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"); got != "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" {
@@ -26,25 +25,23 @@ func TestDSSPythonPKCEPairMatchesRFC7636(t *testing.T) {
 	}
 }
 
-// TestDSSCurlCommandsReplayed replays seed 002's shell session literally
-// against Caddyfile.example: a PKCE pair made as the python one-liners make
-// it, the Step 1 authorize URL, the Step 2 curl (client_secret_post, the six
-// -d arguments in the document's order, sent unencoded as curl -d sends
-// them), the Step 3 API call, the curl of "Refreshing tokens" and the curl
-// of "Revoking a token".
+// TestDSSCurlCommandsReplayed replays the DSS partner flow as DSS's shell
+// examples send it, against Caddyfile.example: a PKCE pair made as the
+// python one-liners make it, the authorize URL (step 1), the code exchange
+// (step 2: client_secret_post, the six -d arguments grant_type, code,
+// redirect_uri, client_id, client_secret, code_verifier in that order, sent
+// unencoded as curl -d sends them), the API call (step 3), a refresh and a
+// revocation. The README's "Walk-through: the partner flow with curl" shows
+// the same session.
 //
-// 002 Step 2: "curl -sS -X POST https://api.digitalseaservice.com/oauth/token
-// -d grant_type=authorization_code -d code="$CODE" -d redirect_uri=… -d
-// client_id="$CLIENT_ID" -d client_secret="$CLIENT_SECRET" -d
-// code_verifier="$CODE_VERIFIER"". Step 3: "GET /v1/me … Authorization:
-// Bearer …"; "Every authenticated response carries X-RateLimit-Limit,
-// X-RateLimit-Remaining, and X-RateLimit-Reset headers." Refreshing tokens:
-// "-d grant_type=refresh_token -d refresh_token="$REFRESH_TOKEN" -d
-// client_id -d client_secret"; "Every successful refresh revokes both the
-// old access token and the old refresh token, and issues a new pair."
-// Revoking a token: "-d token="$ACCESS_TOKEN_OR_REFRESH" -d client_id -d
-// client_secret"; "the response is always 200 OK with no body"; "Revoking
-// one revokes the paired other."
+// Requirements: the code exchange as a form POST authenticated by client
+// secret (docs/partners.md D9, D24); API calls with a bearer token, every
+// authenticated response carrying X-RateLimit-Limit, X-RateLimit-Remaining
+// and X-RateLimit-Reset (D47, D48); a refresh with grant_type=refresh_token,
+// refresh_token, client_id and client_secret revokes the old access and
+// refresh tokens and issues a new pair (D32, D33); a revocation with token,
+// client_id and client_secret always answers 200 with no body, and revoking
+// one token revokes the paired other (D38, D40).
 func TestDSSCurlCommandsReplayed(t *testing.T) {
 	forEachStorePartner(t, dssConfig, func(t *testing.T, gw *gateway) {
 		for _, revokeWhich := range []string{"access token", "refresh token"} {
@@ -53,7 +50,7 @@ func TestDSSCurlCommandsReplayed(t *testing.T) {
 				state, _ := pythonPKCEPair(t) // RANDOM_PER_REQUEST_CSRF_TOKEN
 				state = state[:32]
 
-				// Step 1, as printed (redirect_uri unencoded, scopes joined by '+').
+				// Step 1, as DSS's example prints it (redirect_uri unencoded, scopes joined by '+').
 				b := newBrowser(t, gw)
 				consent := b.consentPage(gw.base + "/oauth/authorize?response_type=code" +
 					"&client_id=" + clientID +
@@ -123,7 +120,8 @@ func curlPost(t *testing.T, gw *gateway, path, data string) *response {
 	return send(t, req, describe(req, strings.ReplaceAll(data, clientSecret, "***")))
 }
 
-// dssMe is 002 Step 3: GET /v1/me with the access token.
+// dssMe is step 3 of the DSS flow: GET /v1/me with the access token
+// (docs/partners.md D12, D47).
 func dssMe(t *testing.T, gw *gateway, accessToken string) *response {
 	t.Helper()
 	req := curlRequest(t, http.MethodGet, gw.base+"/v1/me", "")
@@ -137,7 +135,7 @@ func wantDSSMe(t *testing.T, gw *gateway, accessToken string) {
 	wantAPIOK(t, r)
 	for _, h := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
 		if r.header.Get(h) == "" {
-			t.Fatalf("no %s (002 Step 3: \"Every authenticated response carries\" it):\n%s", h, r)
+			t.Fatalf("no %s (docs/partners.md D48: every authenticated response carries it):\n%s", h, r)
 		}
 	}
 }

@@ -13,14 +13,14 @@ import (
 // next 200 shows; a tag that does not match, or a record that changed,
 // gets a 200 with the body.
 //
-// 000 What to build next: "/v1/me/sea-time … /v1/me/vessels. Each returns
-// record_updated_at and supports conditional GETs"; "Cache the ETag and
-// replay it on the next request as If-None-Match. A 304 costs you nothing
-// against your rate limit budget". Issue 3: "first response has a strong
+// /v1/me/sea-time and /v1/me/vessels each return record_updated_at and
+// support conditional GETs: the partner caches the ETag and sends it back
+// as If-None-Match, and a 304 costs nothing against the rate-limit budget
+// (docs/partners.md D12, D49, D50). So the first response has a strong
 // ETag; replaying it as If-None-Match gets 304 with no body, and the 304
 // does not count against the budget (X-RateLimit-Remaining on the next 200
-// shows it); a non-matching tag gets 200." RFC 9110 §13.1.2 (weak
-// comparison, "*"), §15.4.5 (304 has no content).
+// shows it; README "Rate limits"); a non-matching tag gets 200. RFC 9110
+// §13.1.2 (weak comparison, "*"), §15.4.5 (304 has no content).
 func TestConditionalGetNotModifiedIsFree(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{rateLimit: "5/1h"}, func(t *testing.T, gw *gateway, up *upstream) {
 		const limit, window = 5, time.Hour
@@ -89,7 +89,7 @@ func wantStrongETag(t *testing.T, r *apiResponse) string {
 	t.Helper()
 	v := r.header.Values("ETag")
 	if len(v) != 1 || !etagPattern.MatchString(v[0]) {
-		t.Fatalf("ETag = %q, want one strong entity-tag (issue 3: \"first response has a strong ETag\", RFC 9110 §8.8.3):\n%s", v, r)
+		t.Fatalf("ETag = %q, want one strong entity-tag (docs/architecture.md §5.4; RFC 9110 §8.8.3):\n%s", v, r)
 	}
 	return v[0]
 }
@@ -108,7 +108,7 @@ func wantNotModified(t *testing.T, r *apiResponse, etag string) {
 		t.Fatalf("304 ETag = %q, want %q, as the 200 would have sent (RFC 9110 §15.4.5):\n%s", got, etag, r)
 	}
 	if r.header.Get("X-RateLimit-Limit") == "" {
-		t.Fatalf("304 without X-RateLimit-* (002: \"Every authenticated response carries\" them):\n%s", r)
+		t.Fatalf("304 without X-RateLimit-* (docs/partners.md D48: every authenticated response carries them):\n%s", r)
 	}
 }
 

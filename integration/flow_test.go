@@ -15,10 +15,10 @@ import (
 // authorize → sign-in → consent → 303 with code and the unchanged state →
 // code exchange with the PKCE verifier → userinfo → refresh.
 //
-// 002 Step 1: "On approval the browser is redirected back to your
-// redirect_uri … ?code=ONE_SHOT_CODE&state=YOUR_STATE_VALUE"; "We round-trip
-// it unchanged." 002 Step 2 / Response: the five token fields. Issue: "client
-// auth by client_secret_post and client_secret_basic".
+// On approval the browser is redirected to redirect_uri?code=…&state=…
+// with state unchanged (docs/partners.md D18, D22); the token response has
+// the five fields of D29; the client authenticates by client_secret_post or
+// client_secret_basic (D24; README "What partners get", POST /oauth/token).
 func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		for _, tc := range []struct {
@@ -38,18 +38,18 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 				consent := b.signIn(a.url)
 				text := consent.text()
 				if !strings.Contains(text, clientName) {
-					t.Errorf("consent page does not name the partner %q (002: \"A consent screen listing your partner name\"):\n%s", clientName, text)
+					t.Errorf("consent page does not name the partner %q (docs/partners.md D21: the consent screen shows the partner's name):\n%s", clientName, text)
 				}
 				for _, s := range allScopes {
 					if !strings.Contains(text, scopeText[s]) {
-						t.Errorf("consent page does not describe %s as %q (002: \"the requested scopes in plain English\"):\n%s", s, scopeText[s], text)
+						t.Errorf("consent page does not describe %s as %q (docs/partners.md D21: the requested scopes in plain English):\n%s", s, scopeText[s], text)
 					}
 				}
 
 				loc := b.decide(consent, "allow")
 				q := loc.Query()
 				if q.Get("state") != a.state {
-					t.Fatalf("callback state = %q, want %q unchanged (002: \"We round-trip it unchanged\"); Location %s", q.Get("state"), a.state, loc)
+					t.Fatalf("callback state = %q, want %q unchanged (docs/partners.md D18: state is returned unchanged); Location %s", q.Get("state"), a.state, loc)
 				}
 				if q.Get("code") == "" || q.Has("error") {
 					t.Fatalf("callback has no code: %s", loc)
@@ -67,7 +67,7 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 					t.Errorf("token_type = %q, want Bearer", tok.TokenType)
 				}
 				if tok.ExpiresIn != 3600 {
-					t.Errorf("expires_in = %d, want 3600 (002: \"Access tokens live for 1 hour\")", tok.ExpiresIn)
+					t.Errorf("expires_in = %d, want 3600 (docs/partners.md D31: access tokens live 1 hour)", tok.ExpiresIn)
 				}
 				if got, _ := tok.Extra("scope").(string); scopeSet(got) != scopeSet(strings.Join(allScopes, " ")) {
 					t.Errorf("scope = %q, want %q", got, strings.Join(allScopes, " "))
@@ -81,7 +81,7 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 					t.Fatalf("refresh: %v", err)
 				}
 				if next.AccessToken == tok.AccessToken || next.RefreshToken == tok.RefreshToken || next.RefreshToken == "" {
-					t.Fatalf("refresh did not issue a new pair (002: \"issues a new pair\"): old %q/%q new %q/%q",
+					t.Fatalf("refresh did not issue a new pair (docs/partners.md D33): old %q/%q new %q/%q",
 						tok.AccessToken, tok.RefreshToken, next.AccessToken, next.RefreshToken)
 				}
 				wantUserinfoOK(t, gw.userinfo(t, bearer(next.AccessToken)))
@@ -93,9 +93,9 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 // TestTokenResponseFieldsAndNoStore checks the exact token response of both
 // grants on the wire.
 //
-// 002 Step 2 Response: {"access_token", "token_type": "Bearer",
-// "expires_in": 3600, "refresh_token", "scope"}. Issue: "with Cache-Control:
-// no-store" (RFC 6749 §5.1).
+// The response is {"access_token", "token_type": "Bearer", "expires_in":
+// 3600, "refresh_token", "scope"} with Cache-Control: no-store
+// (docs/partners.md D29; RFC 6749 §5.1).
 func TestTokenResponseFieldsAndNoStore(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		scope := "profile:read vessels:read"
@@ -124,12 +124,12 @@ func wantTokenResponse(t *testing.T, r *response, scope string) map[string]any {
 		t.Errorf("Content-Type = %q, want application/json (RFC 6749 §5.1)", ct)
 	}
 	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
-		t.Errorf("Cache-Control = %q, want no-store (RFC 6749 §5.1; issue: \"with Cache-Control: no-store\")", cc)
+		t.Errorf("Cache-Control = %q, want no-store (RFC 6749 §5.1; docs/partners.md D29)", cc)
 	}
 	m := r.json(t)
 	want := []string{"access_token", "expires_in", "refresh_token", "scope", "token_type"}
 	if got := keys(m); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("fields = %v, want exactly %v (002 Step 2 Response)", got, want)
+		t.Errorf("fields = %v, want exactly %v (docs/partners.md D29)", got, want)
 	}
 	for _, k := range []string{"access_token", "refresh_token"} {
 		if s, _ := m[k].(string); len(s) < 20 {
@@ -143,7 +143,7 @@ func wantTokenResponse(t *testing.T, r *response, scope string) map[string]any {
 		t.Errorf("token_type = %#v, want \"Bearer\"", m["token_type"])
 	}
 	if m["expires_in"] != float64(3600) {
-		t.Errorf("expires_in = %#v, want 3600 (002: \"expires_in\": 3600)", m["expires_in"])
+		t.Errorf("expires_in = %#v, want 3600 (docs/partners.md D29)", m["expires_in"])
 	}
 	if s, _ := m["scope"].(string); scopeSet(s) != scopeSet(scope) {
 		t.Errorf("scope = %#v, want %q", m["scope"], scope)
@@ -157,9 +157,10 @@ func wantTokenResponse(t *testing.T, r *response, scope string) map[string]any {
 // TestConsentScreenListsOnlyRequestedScopes asks for one scope and checks
 // the consent screen names the partner and that scope, and no other.
 //
-// 002 "What the user sees": "A consent screen listing your partner name and
-// the requested scopes in plain English." Issue: "one form with submit
-// buttons name="decision" value="allow" and value="deny"".
+// The consent screen shows the partner's name and the requested scopes in
+// plain English (docs/partners.md D21), in one form whose submit buttons
+// are name="decision" value="allow" and value="deny" (the form's field
+// names are Tollgate's own; docs/architecture.md §2.3).
 func TestConsentScreenListsOnlyRequestedScopes(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		a := newAuthRequest(gw.oauthConfig(oauth2.AuthStyleInParams, "vessels:read"))
@@ -177,7 +178,7 @@ func TestConsentScreenListsOnlyRequestedScopes(t *testing.T) {
 			}
 		}
 		if n := strings.Count(strings.ToLower(consent.body), "<form"); n != 1 {
-			t.Errorf("consent page has %d forms, want one (issue: \"one form\")", n)
+			t.Errorf("consent page has %d forms, want one (the allow and deny buttons share one form)", n)
 		}
 	})
 }
@@ -186,8 +187,9 @@ func TestConsentScreenListsOnlyRequestedScopes(t *testing.T) {
 // session cookie's attributes and that signing in replaces any id the
 // browser carried before (session fixation).
 //
-// Issue: "Sessions are server-side, the cookie holds only a random id,
-// HttpOnly, SameSite=Lax, a new id is issued at sign-in."
+// Sessions are server-side, the cookie holds only a random id, HttpOnly,
+// SameSite=Lax, and a new id is issued at sign-in (README "Security";
+// docs/architecture.md §2.2).
 func TestSessionCookieIsRandomHttpOnlyLaxAndRenewedAtSignIn(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -211,7 +213,7 @@ func TestSessionCookieIsRandomHttpOnlyLaxAndRenewedAtSignIn(t *testing.T) {
 		}
 		set := setCookies(t, signedIn)
 		if len(set) == 0 {
-			t.Fatalf("sign-in set no cookie (issue: \"a new id is issued at sign-in\"):\n%s", signedIn)
+			t.Fatalf("sign-in set no cookie (README \"Security\": a new session id at every sign-in):\n%s", signedIn)
 		}
 		var session *http.Cookie
 		for _, c := range set {
@@ -252,7 +254,7 @@ func TestSessionCookieIsRandomHttpOnlyLaxAndRenewedAtSignIn(t *testing.T) {
 		victim.setCookie(session.Name, planted)
 		victim.signIn(newAuthRequest(conf).url)
 		if got := victim.cookie(session.Name); got == planted {
-			t.Fatalf("the victim's session id %q did not change at sign-in (issue: \"a new id is issued at sign-in\")", got)
+			t.Fatalf("the victim's session id %q did not change at sign-in (README \"Security\": a new session id at every sign-in)", got)
 		}
 		if p := attacker.get(newAuthRequest(conf).url); p.isConsent() || !p.isLogin() {
 			t.Fatalf("the planted session id is signed in as the victim (session fixation):\n%s", p)
@@ -276,10 +278,10 @@ func setCookies(t *testing.T, p *page) []*http.Cookie {
 func wantCookieAttrs(t *testing.T, c *http.Cookie) {
 	t.Helper()
 	if !c.HttpOnly {
-		t.Errorf("cookie %s is not HttpOnly (issue: \"HttpOnly\"): %s", c.Name, c.Raw)
+		t.Errorf("cookie %s is not HttpOnly (README \"Security\"): %s", c.Name, c.Raw)
 	}
 	if c.SameSite != http.SameSiteLaxMode {
-		t.Errorf("cookie %s is not SameSite=Lax (issue: \"SameSite=Lax\"): %s", c.Name, c.Raw)
+		t.Errorf("cookie %s is not SameSite=Lax (README \"Security\"): %s", c.Name, c.Raw)
 	}
 	if c.Secure {
 		// The example runs on plain http://localhost: a Secure cookie is
@@ -291,9 +293,10 @@ func wantCookieAttrs(t *testing.T, c *http.Cookie) {
 // TestWrongPasswordCreatesNoSession submits bad credentials and checks the
 // login form comes back and no signed-in session exists afterwards.
 //
-// Issue: "with no session, the user sees a login form whose inputs are
-// named username and password"; contract: "A wrong password re-renders the
-// login form … assert no session is created".
+// With no session, the user sees a login form whose inputs are named
+// username and password; a wrong password re-renders the login form and
+// creates no session: only a successful sign-in creates server-side state
+// (docs/architecture.md §2.2).
 func TestWrongPasswordCreatesNoSession(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -330,9 +333,8 @@ func TestWrongPasswordCreatesNoSession(t *testing.T) {
 
 // TestConsentDenyRedirectsWithAccessDenied clicks Deny.
 //
-// 002 "What the user sees": "On denial, the same redirect with
-// ?error=access_denied&state=...". Failure table: "access_denied | The user
-// clicked Deny on the consent screen."
+// On denial, the same redirect with ?error=access_denied&state=…
+// (docs/partners.md D23, D59).
 func TestConsentDenyRedirectsWithAccessDenied(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		a := newAuthRequest(gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...))
@@ -348,7 +350,8 @@ func TestConsentDenyRedirectsWithAccessDenied(t *testing.T) {
 // TestConsentFormIsBoundToSession checks the consent POST cannot be forged:
 // every hidden field is needed and a form from another session is refused.
 //
-// Issue: "a CSRF token bound to the session".
+// The consent form carries a CSRF token bound to the session (README
+// "Security"; docs/architecture.md §2.3).
 func TestConsentFormIsBoundToSession(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -417,7 +420,8 @@ func wantNoCode(t *testing.T, p *page, what string) {
 // redirect_uri, scope, state and code_challenge fields added and checks
 // none of them is believed.
 //
-// Issue: "the authorize parameters are kept server-side."
+// The authorize parameters are kept server-side, and the consent form
+// carries only tx, csrf and the decision (docs/architecture.md §2.3).
 func TestConsentKeepsAuthorizeParametersServerSide(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, "vessels:read")

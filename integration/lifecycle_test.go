@@ -4,12 +4,13 @@ package integration
 // /oauth/connections, its Disconnect button, and the user.consent.revoked
 // webhook the disconnect sends to the partner.
 //
-// Issue: "Connected apps page at /oauth/connections … for the signed-in
-// user (same sign-in as authorize): each connected partner with its display
-// name, granted scopes in plain English, when granted and when last used,
-// and a form per partner with a submit button name="disconnect" whose value
-// is the client_id (CSRF-protected). Disconnect revokes every token of that
-// client for that user at once."
+// The connected-apps page at /oauth/connections is for the signed-in user
+// (same sign-in as authorize) and lists each connected partner with its
+// display name, granted scopes in plain English, when granted and when
+// last used, and a CSRF-protected form per partner with a submit button
+// name="disconnect" whose value is the client_id. Disconnect revokes every
+// token of that client for that user at once (docs/partners.md D42, D43;
+// docs/architecture.md §4.4).
 
 import (
 	"encoding/json"
@@ -153,9 +154,9 @@ func wantNoApp(t *testing.T, p *page) {
 // token gets 401 invalid_token at userinfo and at the API, each refresh
 // token invalid_grant.
 //
-// 002 What happens when the user disconnects: "Every access and refresh
-// token issued to your client for that user is revoked immediately.
-// Subsequent calls return invalid_token → 401."
+// After a disconnect every access and refresh token issued to the client
+// for that user is revoked at once, and the next call gets invalid_token
+// → 401 (docs/partners.md D43).
 func wantDead(t *testing.T, gw *gateway, toks ...*oauth2.Token) {
 	t.Helper()
 	for _, tok := range toks {
@@ -169,11 +170,11 @@ func wantDead(t *testing.T, gw *gateway, toks ...*oauth2.Token) {
 // three scopes and opens the page in the browser that signed in during
 // authorize.
 //
-// Issue: "Connected apps page at /oauth/connections … for the signed-in
-// user (same sign-in as authorize): each connected partner with its display
-// name, granted scopes in plain English, when granted and when last used,
-// and a form per partner with a submit button name="disconnect" whose value
-// is the client_id (CSRF-protected)."
+// The page is for the signed-in user (same sign-in as authorize) and lists
+// each connected partner with its display name, granted scopes in plain
+// English, when granted and when last used, and a CSRF-protected form per
+// partner with a submit button name="disconnect" whose value is the
+// client_id (docs/partners.md D42; docs/architecture.md §4.4).
 func TestConnectionsPageListsConnectedApps(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, rcv *webhookReceiver) {
 		start := time.Now()
@@ -207,9 +208,9 @@ func TestConnectionsPageListsConnectedApps(t *testing.T) {
 // never signed in: it gets the sign-in form (inputs username and
 // password), and after signing in the page.
 //
-// Issue: "for the signed-in user (same sign-in as authorize)"; "with no
-// session, the user sees a login form whose inputs are named username and
-// password".
+// The page is for the signed-in user, with the same sign-in as authorize:
+// with no session, the user sees a login form whose inputs are named
+// username and password (docs/architecture.md §4.4).
 func TestConnectionsPageSignsInWithoutSession(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, _ *webhookReceiver) {
 		start := time.Now()
@@ -260,8 +261,9 @@ const sessionCookieName = "tollgate_session"
 // value, with a made-up one and with another browser's: each is refused
 // with 403 and nothing is revoked or sent.
 //
-// Issue: "a form per partner with a submit button name="disconnect" whose
-// value is the client_id (CSRF-protected)".
+// Each partner has a CSRF-protected form with a submit button
+// name="disconnect" whose value is the client_id (docs/partners.md D42;
+// docs/architecture.md §4.4).
 func TestDisconnectRequiresCSRF(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, rcv *webhookReceiver) {
 		start := time.Now()
@@ -317,10 +319,9 @@ func TestDisconnectRequiresCSRF(t *testing.T) {
 // pairs of one client, with different scopes), disconnects the client from the page and checks
 // both pairs are dead on the very next request and the page lists no app.
 //
-// Issue: "Disconnect revokes every token of that client for that user at
-// once." 002 What happens when the user disconnects: "Every access and
-// refresh token issued to your client for that user is revoked
-// immediately. Subsequent calls return invalid_token → 401."
+// Disconnect revokes every access and refresh token of that client for
+// that user at once, and the next call gets invalid_token → 401
+// (docs/partners.md D43).
 func TestDisconnectRevokesEveryTokenAtOnce(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, rcv *webhookReceiver) {
 		start := time.Now()
@@ -366,13 +367,13 @@ func TestDisconnectRevokesEveryTokenAtOnce(t *testing.T) {
 // TestDisconnectSendsSignedConsentRevokedWebhook disconnects with the
 // receiver up and checks the one event it gets.
 //
-// Issue: "On a user's disconnect, a user.consent.revoked event: JSON body
-// with type, an event id, a timestamp and data naming client_id, subject
-// and scopes (never a token); signed per the Standard Webhooks scheme
-// (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256
-// of id.timestamp.body>, secret whsec_<base64>)." 002 What happens when the
-// user disconnects: "A signed user.consent.revoked webhook fires to your
-// registered webhook URL".
+// On a user's disconnect a signed user.consent.revoked webhook goes to the
+// partner's registered URL (docs/partners.md D44): a JSON body with type,
+// an event id, a timestamp and data naming client_id, subject and scopes
+// (never a token), signed per the Standard Webhooks scheme (webhook-id,
+// webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of
+// id.timestamp.body>, secret whsec_<base64>) (README "Webhooks";
+// docs/architecture.md §7).
 func TestDisconnectSendsSignedConsentRevokedWebhook(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, rcv *webhookReceiver) {
 		b := newBrowser(t, gw)
@@ -403,9 +404,10 @@ func TestDisconnectSendsSignedConsentRevokedWebhook(t *testing.T) {
 // event (same webhook-id, same bytes) is retried, the first retry within
 // 10 s and the next one later, and exactly one logical event arrives.
 //
-// Issue: "Durable: queued in the store before the disconnect answers …
-// retried with exponential backoff starting within 10 s … delivered at
-// least once with a stable event id for de-duplication."
+// The event is durable: queued in the store before the disconnect
+// answers, retried with exponential backoff starting within 10 s, and
+// delivered at least once with a stable event id for de-duplication
+// (README "Webhooks"; docs/architecture.md §7).
 func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 	forEachStoreWithReceiver(t, gatewayConfig{}, func(t *testing.T, gw *gateway, rcv *webhookReceiver) {
 		rcv.setStatus(http.StatusServiceUnavailable)
@@ -424,7 +426,7 @@ func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 		failed = rcv.waitFor(12*time.Second, "first retry", func(ds []delivery) bool { return len(ds) >= 2 })
 		gap1 := failed[1].at.Sub(first.at)
 		if gap1 > 11*time.Second {
-			t.Errorf("first retry %s after the failed attempt, want within 10 s (issue: \"starting within 10 s\")", gap1)
+			t.Errorf("first retry %s after the failed attempt, want within 10 s (README \"Webhooks\": first retry within 10 s)", gap1)
 		}
 		rcv.setStatus(http.StatusNoContent)
 		got := rcv.waitFor(30*time.Second, "accepted retry", func(ds []delivery) bool { return len(accepted(ds)) > 0 })
@@ -434,7 +436,7 @@ func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 		}
 		gap2 := got[2].at.Sub(got[1].at)
 		if gap2 <= gap1 {
-			t.Errorf("retry gaps %s then %s: want the backoff to grow (issue: \"exponential backoff\")", gap1, gap2)
+			t.Errorf("retry gaps %s then %s: want the backoff to grow (README \"Webhooks\": exponential backoff)", gap1, gap2)
 		}
 		for i, d := range got {
 			if d.id() != first.id() || string(d.body) != string(first.body) {
@@ -459,11 +461,12 @@ func TestWebhookRetriedWithBackoffUntilReceiverUp(t *testing.T) {
 // process and loses its queue with it, by design (the memory subtests of
 // TestWebhookRetriedWithBackoffUntilReceiverUp cover delivery there).
 //
-// Issue: "Durable: queued in the store before the disconnect answers …
-// survives a gateway restart, delivered at least once with a stable event
-// id for de-duplication." "Tests: disconnect + webhook with the receiver
-// down, a gateway restart, then the receiver up: exactly one logical event
-// arrives, signature valid".
+// The event is durable: queued in the store before the disconnect
+// answers, it survives a gateway restart (on Redis) and is delivered at
+// least once with a stable event id for de-duplication (README "Webhooks";
+// docs/architecture.md §7). So: disconnect with the receiver down, restart
+// the gateway, bring the receiver up, and exactly one logical event
+// arrives, its signature valid.
 func TestWebhookSurvivesGatewayRestart(t *testing.T) {
 	t.Parallel()
 	rcv := newDownWebhookReceiver(t)

@@ -120,7 +120,8 @@ func (b *browser) consentPage(authURL string) *page {
 func (b *browser) decide(consent *page, decision string) *url.URL {
 	b.t.Helper()
 	p := b.submit(consent, url.Values{"decision": {decision}})
-	// issue: "Allow → 303 to redirect_uri?code=…&state=…"
+	// Allow → 303 to redirect_uri?code=…&state=… (README "What partners
+	// get", POST /oauth/authorize; docs/architecture.md §2.3).
 	if p.status != http.StatusSeeOther {
 		b.t.Fatalf("consent %s: want 303 See Other:\n%s", decision, p)
 	}
@@ -360,9 +361,10 @@ func wantOAuthError(t *testing.T, r *response, status int, code string) {
 	if m["error"] != code {
 		t.Fatalf("error = %v, want %q:\n%s", m["error"], code, r)
 	}
-	// 002: "shape is { "error": "...", "error_description": "..." }"
+	// OAuth errors are {"error": "...", "error_description": "..."}
+	// (docs/partners.md D52; RFC 6749 §5.2).
 	if d, ok := m["error_description"].(string); !ok || d == "" {
-		t.Fatalf("error response has no error_description (002: shape is {error, error_description}):\n%s", r)
+		t.Fatalf("error response has no error_description (docs/partners.md D52: the shape is {error, error_description}):\n%s", r)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 // checks it still serves and answers 503 (not 401, not invalid_grant), then
 // brings Redis up and runs the whole flow without a restart.
 //
-// STYLE.md: "a Redis that is down at start must not fail the config load;
-// the first request reports it." caddymodule/store/store.go: "handlers map
-// those to 503, never to 401". RFC 6749 §4.1.2.1 / §5.2
+// A Redis that is down at start must not fail the config load: Provision
+// makes no network call, and the first request that needs the store
+// reports it (docs/architecture.md §1.1, §8.1). caddymodule/store/store.go:
+// "handlers map those to 503, never to 401". RFC 6749 §4.1.2.1 / §5.2
 // temporarily_unavailable.
 func TestRedisDownAtStartThenUp(t *testing.T) {
 	t.Parallel()

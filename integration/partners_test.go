@@ -1,13 +1,11 @@
 package integration
 
 // The partner-style configurations: integration/testdata/dash.Caddyfile
-// (seed 001, Dash), integration/testdata/trans.Caddyfile (seed 003, Trans)
-// and Caddyfile.example driven by the literal curl commands of seed 002
-// (DSS). Each test replays the document's requests as written.
-//
-// Issue: "integration tests replay each document's requests as written (the
-// Dash JSON body, the Trans form with `Api-key`, the DSS curl commands)
-// against those files".
+// (Dash, docs/partners.md §3), integration/testdata/trans.Caddyfile (Trans,
+// docs/partners.md §4) and Caddyfile.example (DSS, docs/partners.md §2).
+// Each test replays the partner's documented requests as the partner
+// documents them (the Dash JSON body, the Trans form with `Api-key`, the
+// DSS curl commands) against those files.
 
 import (
 	"crypto/rand"
@@ -144,10 +142,10 @@ func describe(req *http.Request, body string) string {
 // goes to want, the registered redirect URI the request resolved to; it
 // returns the Location.
 //
-// 303, not the 302 of seed 003's example: the consent form is a POST that
-// may carry the user's credentials, and RFC 9700 §4.12: "If an HTTP
-// redirection … is used for such a request, AS SHOULD use HTTP status code
-// 303 (See Other)."
+// 303, not the 302 of Trans's example (docs/partners.md T7): the consent
+// form is a POST that may carry the user's credentials, and RFC 9700
+// §4.12: "If an HTTP redirection … is used for such a request, AS SHOULD
+// use HTTP status code 303 (See Other)."
 func (b *browser) allowTo(consent *page, want string) *url.URL {
 	b.t.Helper()
 	p := b.submit(consent, url.Values{"decision": {"allow"}})
@@ -214,7 +212,8 @@ func wantAPIOK(t *testing.T, r *response) map[string]any {
 	return m
 }
 
-// pythonPKCEPair makes a PKCE pair exactly as seed 002's one-liners do:
+// pythonPKCEPair makes a PKCE pair exactly as the python one-liners DSS
+// gives partners do (docs/partners.md D20):
 //
 //	secrets.token_urlsafe(64)[:64]
 //	base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).rstrip(b'=')

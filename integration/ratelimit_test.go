@@ -13,14 +13,14 @@ import (
 // route its token lacks the scope for, and checks each carries the budget
 // headers, each counted once against the default 5000/1h budget.
 //
-// 002 Step 3: "Every authenticated response carries X-RateLimit-Limit,
-// X-RateLimit-Remaining, and X-RateLimit-Reset headers." Issue 3: "on
-// every authenticated response INCLUDING /oauth/userinfo"; Reset "epoch
-// seconds, a time in the future within the window". README Rate limits:
-// "X-RateLimit-Remaining: what is left of it after this request".
-// Caddyfile.example: rate_limit {$TOLLGATE_RATE_LIMIT:5000/1h}. The 403 is
-// counted too: DESIGN.md §3, the one store round trip "counts the request"
-// before the in-process scope check, and its headers say so.
+// Every authenticated response carries X-RateLimit-Limit,
+// X-RateLimit-Remaining and X-RateLimit-Reset (docs/partners.md D48),
+// /oauth/userinfo included; Reset is in epoch seconds, a time in the
+// future within the window. README "Rate limits": "X-RateLimit-Remaining:
+// what is left of it after this request". Caddyfile.example: rate_limit
+// {$TOLLGATE_RATE_LIMIT:5000/1h}. The 403 is counted too: the one store
+// round trip counts the request before the in-process scope check
+// (docs/architecture.md §5.1, §5.2), and its headers say so.
 func TestRateLimitHeadersOnEveryAuthenticatedResponse(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
 		const limit, window = 5000, time.Hour
@@ -62,11 +62,12 @@ func TestRateLimitHeadersOnEveryAuthenticatedResponse(t *testing.T) {
 // request and /oauth/userinfo are refused with 429 without reaching the
 // upstream, then waits for the reset and checks a fresh budget.
 //
-// Issue 3: "the budget runs out and resets"; "when exhausted, 429 with
-// Retry-After (positive integer seconds) and problem+json, and the upstream
-// is NOT called". README Rate limits: "A spent budget answers 429 with
-// Retry-After (seconds) and the upstream is not called"; "Every
-// authenticated response, /oauth/userinfo included". RFC 6585 §4.
+// The budget runs out and resets; when exhausted, the answer is 429 with
+// Retry-After (positive integer seconds) and problem+json, and the
+// upstream is not called (docs/architecture.md §5.3). README "Rate
+// limits": "A spent budget answers 429 with Retry-After (seconds) and the
+// upstream is not called"; "Every authenticated response, /oauth/userinfo
+// included". RFC 6585 §4.
 func TestBudgetRunsOutAndResets(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{rateLimit: "3/2s"}, func(t *testing.T, gw *gateway, up *upstream) {
 		const limit, window = 3, 2 * time.Second
@@ -158,10 +159,10 @@ func TestBudgetRunsOutAndResets(t *testing.T) {
 // instance for the ETag the other computed costs nothing, and a revocation
 // on one is seen by the other on the next request.
 //
-// Issue 3: "the budget is shared by two gateway processes on one Redis".
-// DESIGN.md §2: "Gateway instances are stateless: everything two instances
-// must agree on (… tokens, budgets …) lives in the store". README Rate
-// limits: "counted atomically in the store …, so that every gateway
+// The budget is shared by two gateway processes on one Redis: gateway
+// instances are stateless, and everything two instances must agree on
+// (tokens, budgets, …) lives in the store (docs/architecture.md §9). README
+// "Rate limits": "counted atomically in the store …, so that every gateway
 // instance shares it". etag.go: a strong validator "on every gateway
 // instance" (RFC 9110 §8.8.1).
 func TestBudgetSharedByTwoGatewaysOnOneRedis(t *testing.T) {

@@ -12,11 +12,10 @@ import (
 // TestRefreshRotatesAndOldPairIsRevoked refreshes with golang.org/x/oauth2
 // and checks the old pair is dead while the new one lives.
 //
-// 002 Refreshing tokens: "Every successful refresh revokes both the old
-// access token and the old refresh token, and issues a new pair." 000 Common
-// gotchas: "The previous access + refresh pair is revoked atomically when
-// you refresh — if you keep using the old refresh token, you'll lose the
-// connection". Failure table: invalid_grant "revoked refresh".
+// Every successful refresh revokes the old access and refresh tokens
+// atomically and issues a new pair (docs/partners.md D33); a client that
+// keeps using the old refresh token loses the connection (D37); a revoked
+// refresh token is invalid_grant (D56).
 func TestRefreshRotatesAndOldPairIsRevoked(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, conf := obtainTokens(t, gw, allScopes...)
@@ -38,9 +37,8 @@ func TestRefreshRotatesAndOldPairIsRevoked(t *testing.T) {
 		wantRetrieveError(t, err, "invalid_grant")
 
 		// Presenting the stale refresh token did not take the new pair down:
-		// 002 "One concurrent refresh per token": the loser gets invalid_grant
-		// and should "use the value the winning call returned — don't
-		// reconsent".
+		// docs/partners.md D36: the loser of a race gets invalid_grant and
+		// uses the winner's pair; it is not sent to re-consent.
 		wantUserinfoOK(t, gw.userinfo(t, bearer(next.AccessToken)))
 		third, err := refresh(t, conf, next.RefreshToken)
 		if err != nil {
@@ -53,8 +51,8 @@ func TestRefreshRotatesAndOldPairIsRevoked(t *testing.T) {
 
 // TestRefreshMayNarrowScope asks for a subset of the scope at refresh.
 //
-// 002 Refreshing tokens: "You can request a narrower scope parameter to
-// issue a more limited token". RFC 6749 §6.
+// A refresh may ask for a narrower scope and get a more limited token
+// (docs/partners.md D34). RFC 6749 §6.
 func TestRefreshMayNarrowScope(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -76,9 +74,8 @@ func TestRefreshMayNarrowScope(t *testing.T) {
 // TestRefreshCannotWidenScope asks for a scope the token was not issued
 // with, at refresh.
 //
-// 002: "Refresh cannot widen scope. … but not a broader one." 000 Common
-// gotchas: "Refresh cannot widen scope by design." Issue: "wider →
-// invalid_scope". Failure table: invalid_scope.
+// A refresh cannot widen the scope: a wider scope is invalid_scope
+// (docs/partners.md D34, D58).
 func TestRefreshCannotWidenScope(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, "vessels:read")
@@ -94,9 +91,9 @@ func TestRefreshCannotWidenScope(t *testing.T) {
 
 // TestConcurrentRefreshExactlyOneWins races refreshes of one refresh token.
 //
-// 002 Refreshing tokens: "One concurrent refresh per token. If you race two
-// refreshes with the same refresh_token, only one wins and the other returns
-// invalid_grant. Treat that as “use the value the winning call returned”".
+// Of two concurrent refreshes with one refresh token exactly one wins; the
+// other gets invalid_grant and must use the winner's pair
+// (docs/partners.md D36).
 func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -113,9 +110,9 @@ func TestConcurrentRefreshExactlyOneWins(t *testing.T) {
 // access_token_lifetime, checks the resource answers invalid_token, and
 // refreshes with golang.org/x/oauth2 the way a partner's client does.
 //
-// 000 Common gotchas: "invalid_token after a few hours … Access tokens are
-// 1-hour TTL. Refresh them with grant_type=refresh_token." 002: "There's no
-// token expiry window where revoked-but-not-expired tokens still work."
+// An access token lives 1 hour and then gets invalid_token; the client
+// refreshes it with grant_type=refresh_token (docs/partners.md D31, D32).
+// A revoked token stops working at once, before its expiry (D6).
 func TestExpiredAccessTokenThenRefresh(t *testing.T) {
 	forEachStore(t, gatewayConfig{accessTokenLifetime: "access_token_lifetime 2s"}, func(t *testing.T, gw *gateway) {
 		tok, conf := obtainTokens(t, gw, allScopes...)
@@ -147,10 +144,10 @@ func TestExpiredAccessTokenThenRefresh(t *testing.T) {
 // TestInsufficientScope calls userinfo with a token that lacks
 // profile:read, then follows the documented way out.
 //
-// 000 Common gotchas: "insufficient_scope — Your access token was issued
-// without the scope this endpoint needs. Send the user back through the
-// authorize flow with the missing scope requested." Issue: "token without
-// profile:read → 403 error="insufficient_scope"" (RFC 6750 §3.1).
+// A token without the endpoint's scope (here profile:read for userinfo)
+// gets 403 error="insufficient_scope", and refresh cannot add it: the way
+// out is to send the user through authorize again with the missing scope
+// requested (docs/partners.md D51; RFC 6750 §3.1).
 func TestInsufficientScope(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, "seatime:read", "vessels:read")
@@ -169,9 +166,9 @@ func TestInsufficientScope(t *testing.T) {
 // TestExpiredRefreshTokenIsInvalidGrant lets a refresh token outlive a 2 s
 // refresh_token_lifetime.
 //
-// 002 Refreshing tokens: "Refresh tokens are 90-day TTL. If a user hasn't
-// been seen for 90 days the refresh token expires and they need to
-// reconsent." Failure table: invalid_grant.
+// Refresh tokens live 90 days; a user not seen for 90 days must consent
+// again, and the expired refresh token is invalid_grant (docs/partners.md
+// D35).
 func TestExpiredRefreshTokenIsInvalidGrant(t *testing.T) {
 	forEachStore(t, gatewayConfig{refreshTokenLifetime: "refresh_token_lifetime 2s"}, func(t *testing.T, gw *gateway) {
 		tok, conf := obtainTokens(t, gw, allScopes...)
@@ -192,8 +189,9 @@ func TestExpiredRefreshTokenIsInvalidGrant(t *testing.T) {
 // TestTokenKindsAreNotInterchangeable presents an access token as a refresh
 // token and a refresh token as a code.
 //
-// Failure table: invalid_grant (RFC 6749 §5.2: "The provided authorization
-// grant … or refresh token is invalid").
+// A token of the wrong kind is invalid_grant (docs/partners.md D56; RFC
+// 6749 §5.2: "The provided authorization grant … or refresh token is
+// invalid").
 func TestTokenKindsAreNotInterchangeable(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)

@@ -1,13 +1,14 @@
 package integration
 
 // Refresh-token reuse detection (RFC 9700 §4.14.2) against the benign race
-// of seed 002.
+// of two concurrent refreshes (docs/partners.md D36, D37).
 //
-// Issue: "a rotated refresh token presented again after a grace window
-// (default 10 s, configurable `refresh_reuse_grace` in the tollgate block,
-// at most 5 min) revokes the whole grant and is audit-logged; inside the
-// window (a race, seed 002: 'only one wins … don't reconsent') it only gets
-// invalid_grant." Tests: "reuse vs race".
+// A rotated refresh token presented again after a grace window (default
+// 10 s, `refresh_reuse_grace` in the tollgate block, at most 5 min)
+// revokes the whole grant and is audit-logged; inside the window (a race:
+// one refresh wins, and the loser must not be sent to re-consent) it only
+// gets invalid_grant (README "Refresh tokens, reuse and disconnect" and
+// "Configuration reference"; docs/architecture.md §3.4).
 
 import (
 	"net/http"
@@ -50,13 +51,12 @@ func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
 // only, the new pair lives) and again after the 2 s window (reuse: the
 // whole grant is revoked and audit-logged).
 //
-// Issue: "a rotated refresh token presented again after a grace window …
-// revokes the whole grant and is audit-logged; inside the window … it only
-// gets invalid_grant." 000 Common gotchas: "if you keep using the old
-// refresh token, you'll lose the connection and the user will have to
-// reconsent." 002: "only one wins and the other returns invalid_grant.
-// Treat that as “use the value the winning call returned” — don't
-// reconsent."
+// A rotated refresh token presented again after the grace window revokes
+// the whole grant and is audit-logged; inside the window it only gets
+// invalid_grant (docs/architecture.md §3.4). A client that keeps using an
+// old refresh token loses the connection and the user must consent again
+// (docs/partners.md D37); of two racing refreshes one wins and the other
+// gets invalid_grant and uses the winner's pair, without re-consent (D36).
 func TestRefreshReuseAfterGraceRevokesGrantButRaceDoesNot(t *testing.T) {
 	const grace = 2 * time.Second
 	forEachStore(t, gatewayConfig{refreshReuseGrace: "refresh_reuse_grace 2s"}, func(t *testing.T, gw *gateway) {
@@ -114,10 +114,10 @@ func TestRefreshReuseAfterGraceRevokesGrantButRaceDoesNot(t *testing.T) {
 // window, presents the first refresh token: the grant is revoked, with the
 // pair two rotations later.
 //
-// Issue: "a rotated refresh token presented again after a grace window …
-// revokes the whole grant". RFC 9700 §4.14.2: the server "cannot determine
-// which party submitted the invalid refresh token, it will revoke the
-// active refresh token".
+// A rotated refresh token presented again after the grace window revokes
+// the whole grant (docs/architecture.md §3.4; docs/partners.md D37). RFC
+// 9700 §4.14.2: the server "cannot determine which party submitted the
+// invalid refresh token, it will revoke the active refresh token".
 func TestRefreshReuseOfOlderTokenRevokesGrant(t *testing.T) {
 	const grace = 2 * time.Second
 	forEachStore(t, gatewayConfig{refreshReuseGrace: "refresh_reuse_grace 2s"}, func(t *testing.T, gw *gateway) {
@@ -137,7 +137,8 @@ func TestRefreshReuseOfOlderTokenRevokesGrant(t *testing.T) {
 // Caddyfile.example as shipped: a reuse 3 s after the rotation is still a
 // race, one 10 s after it revokes the grant.
 //
-// Issue: "after a grace window (default 10 s …)".
+// The grace window defaults to 10 s (README "Configuration reference",
+// refresh_reuse_grace; docs/partners.md D36).
 func TestRefreshReuseDefaultGraceIsTenSeconds(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -158,10 +159,10 @@ func TestRefreshReuseDefaultGraceIsTenSeconds(t *testing.T) {
 // and after the window has passed the winner's pair still works — the
 // losers' attempts were a race, not a reuse.
 //
-// 002 Refreshing tokens: "If you race two refreshes with the same
-// refresh_token, only one wins and the other returns invalid_grant. Treat
-// that as “use the value the winning call returned” — don't reconsent."
-// Issue: "inside the window (a race …) it only gets invalid_grant".
+// Of two refreshes raced with the same refresh token only one wins; the
+// other gets invalid_grant and uses the winner's pair, without re-consent
+// (docs/partners.md D36). Inside the grace window such a race only gets
+// invalid_grant (docs/architecture.md §3.4).
 func TestConcurrentRefreshIsRaceNotReuse(t *testing.T) {
 	const grace = 2 * time.Second
 	forEachStore(t, gatewayConfig{refreshReuseGrace: "refresh_reuse_grace 2s"}, func(t *testing.T, gw *gateway) {
@@ -189,8 +190,8 @@ func TestConcurrentRefreshIsRaceNotReuse(t *testing.T) {
 // refresh_reuse_grace 6m (refused, with a message naming the setting) and
 // with 5m (accepted).
 //
-// Issue: "configurable `refresh_reuse_grace` in the tollgate block, at most
-// 5 min".
+// `refresh_reuse_grace` is set in the tollgate block, at most 5 min
+// (README "Configuration reference").
 func TestRefreshReuseGraceAbove5MinutesRefused(t *testing.T) {
 	t.Parallel()
 	_, err := launch(t, "memory", "", writeConfig(t, gatewayConfig{refreshReuseGrace: "refresh_reuse_grace 6m"}))

@@ -10,10 +10,10 @@ import (
 // and the refresh token in another, each with a different client
 // authentication method, and checks both tokens of the pair stop working.
 //
-// 002 Revoking a token: "You can revoke either the access token or the
-// refresh token via RFC 7009. Revoking one revokes the paired other." "Per
-// RFC 7009 the response is always 200 OK with no body". Failure table:
-// invalid_grant "revoked refresh". 002: "Revocation is instant".
+// Either the access or the refresh token may be revoked (RFC 7009), and
+// revoking one revokes the paired other (docs/partners.md D38); the answer
+// is 200 with no body (D40, RFC 7009 §2.2); a revoked refresh token is
+// invalid_grant (D56); revocation is instant (D6).
 func TestRevokeEitherTokenRevokesThePair(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		for _, tc := range []struct {
@@ -49,7 +49,8 @@ func TestRevokeEitherTokenRevokesThePair(t *testing.T) {
 
 // TestRevokeUnknownTokenIsNoOp revokes tokens the gateway never issued.
 //
-// 002: "revoking an unknown token is a no-op, not an error." RFC 7009 §2.2.
+// Revoking an unknown token is a no-op, not an error (docs/partners.md
+// D40). RFC 7009 §2.2.
 func TestRevokeUnknownTokenIsNoOp(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -64,8 +65,8 @@ func TestRevokeUnknownTokenIsNoOp(t *testing.T) {
 // TestRevokeRequiresClientAuthentication revokes with bad client
 // credentials and checks the token survives.
 //
-// 002 Endpoints table: "POST | /oauth/revoke | client_secret". Issue:
-// "RFC 7009, client-authenticated". RFC 7009 §2.1, §2.2.1 (invalid_client
+// POST /oauth/revoke is RFC 7009 revocation, authenticated by client
+// secret (docs/partners.md D10, D41). RFC 7009 §2.1, §2.2.1 (invalid_client
 // per RFC 6749 §5.2).
 func TestRevokeRequiresClientAuthentication(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
@@ -93,7 +94,7 @@ func TestRevokeRequiresClientAuthentication(t *testing.T) {
 func wantRevoked(t *testing.T, r *response) {
 	t.Helper()
 	if r.status != http.StatusOK || len(r.body) != 0 {
-		t.Fatalf("revoke: want 200 with no body (002: \"always 200 OK with no body\"):\n%s", r)
+		t.Fatalf("revoke: want 200 with no body (docs/partners.md D40; RFC 7009 §2.2):\n%s", r)
 	}
 }
 
@@ -101,11 +102,11 @@ func wantRevoked(t *testing.T, r *response) {
 // the same user and client), revokes one token of the first pair and checks
 // the second pair is gone as well.
 //
-// 002 What happens when the user disconnects: "Every access and refresh
-// token issued to your client for that user is revoked immediately." "To
-// trigger the same flow from your side … call POST /oauth/revoke with the
-// user's token. … a single call tears down that user's connection on our
-// side — no separate cleanup call is needed."
+// Every access and refresh token issued to the client for that user is
+// revoked at once (docs/partners.md D43); the partner can trigger the
+// same from its side with POST /oauth/revoke and one of the user's tokens:
+// a single call tears down the user's connection, no other clean-up call
+// is needed (D39).
 func TestRevokeTearsDownTheUsersConnection(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		first, conf := obtainTokens(t, gw, allScopes...)

@@ -14,9 +14,9 @@ import (
 // TestTokenInvalidRequest sends token requests with a missing or repeated
 // parameter.
 //
-// 002 failure table: "invalid_request | Missing or malformed parameter".
-// RFC 6749 §5.2 invalid_request: "missing a required parameter … repeats a
-// parameter".
+// A missing or malformed parameter is invalid_request (docs/partners.md
+// D54). RFC 6749 §5.2 invalid_request: "missing a required parameter …
+// repeats a parameter".
 func TestTokenInvalidRequest(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		a := newAuthRequest(gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...))
@@ -53,9 +53,9 @@ func TestTokenInvalidRequest(t *testing.T) {
 
 // TestTokenInvalidClient presents wrong client credentials both ways.
 //
-// 002 failure table: "invalid_client | Wrong client_id / client_secret
-// pair." Issue: "invalid_client is 401, with WWW-Authenticate: Basic when
-// Basic was used" (RFC 6749 §5.2).
+// A wrong client_id/client_secret pair is invalid_client (docs/partners.md
+// D30, D55): 401, with WWW-Authenticate: Basic when Basic was used (README
+// "What partners get"; RFC 6749 §5.2).
 func TestTokenInvalidClient(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		a := newAuthRequest(gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...))
@@ -96,9 +96,8 @@ func TestTokenInvalidClient(t *testing.T) {
 
 // TestExpiredCodeIsInvalidGrant lets a code outlive a 2 s code_lifetime.
 //
-// 002 Step 2: "Authorization codes are single-use and expire after 60
-// seconds." 000 Common gotchas: "The authorization code expired (60-second
-// TTL — exchange immediately)". Failure table: invalid_grant "Expired code".
+// Codes expire after 60 seconds, and an expired code is invalid_grant
+// (docs/partners.md D26, D56); partners exchange the code at once (D62).
 func TestExpiredCodeIsInvalidGrant(t *testing.T) {
 	forEachStore(t, gatewayConfig{codeLifetime: "code_lifetime 2s"}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -121,10 +120,9 @@ func TestExpiredCodeIsInvalidGrant(t *testing.T) {
 
 // TestReplayedCodeIsInvalidGrantAndRevokesItsTokens presents a code twice.
 //
-// 002 Step 2: "Authorization codes are single-use". 000 Common gotchas:
-// "the code was already used (codes are single-use)". Issue: "A code
-// presented a second time → invalid_grant AND every token issued from it is
-// revoked" (RFC 6749 §4.1.2).
+// Codes are single-use: a code presented a second time is invalid_grant,
+// and every token issued from it is revoked (docs/partners.md D25; RFC
+// 6749 §4.1.2).
 func TestReplayedCodeIsInvalidGrantAndRevokesItsTokens(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -248,10 +246,9 @@ func race(t *testing.T, n int, mk func() *http.Request) []*response {
 // TestRedirectURIMustMatchAuthorize exchanges codes with a redirect_uri
 // that differs from the authorize one.
 //
-// 000 Common gotchas: "the redirect_uri you passed at token exchange doesn't
-// exactly match the one you passed at authorize. Trailing slashes count."
-// Failure table: invalid_grant "wrong redirect_uri". Issue: "redirect_uri
-// must equal the authorize one" (RFC 6749 §4.1.3).
+// The redirect_uri at token exchange must exactly equal the one passed at
+// authorize, trailing slashes included; otherwise invalid_grant
+// (docs/partners.md D16, D27, D56; RFC 6749 §4.1.3).
 func TestRedirectURIMustMatchAuthorize(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -292,10 +289,10 @@ func TestRedirectURIMustMatchAuthorize(t *testing.T) {
 // TestPKCEVerifierMustMatch exchanges codes with verifiers that do not
 // match the challenge or are not valid verifiers.
 //
-// 002 PKCE: "code_verifier — a high-entropy random string, 43-128 chars";
-// failure table: invalid_grant "mismatched PKCE verifier". Issue:
-// "code_verifier of 43–128 unreserved chars checked per RFC 7636 S256"
-// (RFC 7636 §4.1, §4.6).
+// The code_verifier is a high-entropy string of 43–128 unreserved
+// characters, checked against the challenge per RFC 7636 S256; a
+// mismatched verifier is invalid_grant (docs/partners.md D20, D28, D56;
+// docs/architecture.md §3.2; RFC 7636 §4.1, §4.6).
 func TestPKCEVerifierMustMatch(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
@@ -351,9 +348,9 @@ func TestPKCEVerifierMustMatch(t *testing.T) {
 
 // TestUnsupportedGrantType asks for grants the gateway does not offer.
 //
-// 002: "We do not issue API keys and we do not offer client credentials."
-// Failure table: "unsupported_grant_type | Anything other than
-// authorization_code or refresh_token." (RFC 6749 §5.2)
+// No API keys and no client-credentials grant: anything other than
+// authorization_code or refresh_token is unsupported_grant_type
+// (docs/partners.md D5, D57; RFC 6749 §5.2).
 func TestUnsupportedGrantType(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		for _, g := range []string{

@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// The Trans client of integration/testdata/trans.Caddyfile (seed 003).
+// The Trans client of integration/testdata/trans.Caddyfile
+// (docs/partners.md §4).
 const (
 	transClientID     = "example_app_client_id"
 	transClientSecret = "example_app_secret"
@@ -17,8 +18,9 @@ const (
 	transScope        = "offers.loads.manage"
 )
 
-// transAuthURL is seed 003's authorization request: client_id,
-// response_type, state and redirect_uri, and no scope.
+// transAuthURL is Trans's documented authorization request: client_id,
+// response_type, state and redirect_uri, and no scope (docs/partners.md
+// T1, T2).
 func transAuthURL(gw *gateway, state, redirect string) string {
 	return gw.base + "/oauth2/auth?client_id=" + transClientID + "&response_type=code&state=" + url.QueryEscape(state) +
 		"&redirect_uri=" + url.QueryEscape(redirect)
@@ -57,7 +59,8 @@ func transToken(t *testing.T, gw *gateway, form string, h transHeaders) *respons
 	return send(t, req, describe(req, redactSecret(form)))
 }
 
-// transCodeForm is seed 003's access token request parameters, in its order.
+// transCodeForm is Trans's documented access token request parameters, in
+// its order (docs/partners.md T9).
 func transCodeForm(code string) string {
 	return orderedForm(
 		"grant_type", "authorization_code",
@@ -81,8 +84,8 @@ func redactSecret(form string) string {
 	return strings.ReplaceAll(form, url.QueryEscape(transClientSecret), "***")
 }
 
-// wantTransToken checks seed 003's token response field by field and
-// returns it.
+// wantTransToken checks the Trans token response field by field
+// (docs/partners.md T12) and returns it.
 func wantTransToken(t *testing.T, r *response) map[string]any {
 	t.Helper()
 	failedBefore := t.Failed()
@@ -90,12 +93,12 @@ func wantTransToken(t *testing.T, r *response) map[string]any {
 		t.Fatalf("Trans token request: want 200:\n%s", r)
 	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("Content-Type = %q, want application/json (003: \"Content-Type: application/json\")", ct)
+		t.Errorf("Content-Type = %q, want application/json (docs/partners.md T12: a JSON response)", ct)
 	}
 	m := r.json(t)
 	want := []string{"access_token", "expires_in", "refresh_token", "scope", "token_type"}
 	if got := keys(m); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("fields = %v, want exactly %v (003 Response parameters)", got, want)
+		t.Errorf("fields = %v, want exactly %v (docs/partners.md T12)", got, want)
 	}
 	for _, k := range []string{"access_token", "refresh_token"} {
 		if s, _ := m[k].(string); len(s) < 20 {
@@ -103,13 +106,13 @@ func wantTransToken(t *testing.T, r *response) map[string]any {
 		}
 	}
 	if m["expires_in"] != float64(21599) {
-		t.Errorf("expires_in = %#v, want 21599 (003: \"expires_in\": 21599)", m["expires_in"])
+		t.Errorf("expires_in = %#v, want 21599 (docs/partners.md T12)", m["expires_in"])
 	}
 	if m["token_type"] != "Bearer" {
-		t.Errorf("token_type = %#v, want \"Bearer\" (003: \"Type Bearer is returned\")", m["token_type"])
+		t.Errorf("token_type = %#v, want \"Bearer\" (docs/partners.md T12)", m["token_type"])
 	}
 	if m["scope"] != transScope {
-		t.Errorf("scope = %#v, want %q (003: \"scope\": \"offers.loads.manage\")", m["scope"], transScope)
+		t.Errorf("scope = %#v, want %q (docs/partners.md T2, T12: the client's default scope)", m["scope"], transScope)
 	}
 	if t.Failed() && !failedBefore {
 		t.Fatalf("response:\n%s", r)
@@ -128,21 +131,20 @@ func transLoads(t *testing.T, gw *gateway, accessToken string) *response {
 	return send(t, req, describe(req, ""))
 }
 
-// TestTransDocumentFlow replays seed 003 as written: the authorization
-// request without scope (the client's default scope is shown and granted),
-// the 302/303 back with code and state, the access token request as the
-// document's form with the Api-key header, the token response, a refresh,
-// and calls of the loads API with both access tokens.
+// TestTransDocumentFlow replays Trans's documented flow as Trans writes
+// it: the authorization request without scope (the client's default scope
+// is shown and granted), the 302/303 back with code and state, the access
+// token request as Trans's form with the Api-key header, the token
+// response, a refresh, and calls of the loads API with both access tokens.
 //
-// 003: "URL: /oauth2/auth; Parameters: client_id=example_app_client_id,
-// response_type=code, state=random_number, redirect_uri=". "URL:
-// /ext/auth-api/accounts/token; Parameters: grant_type=authorization_code,
-// code=…, redirect_uri=, client_id=example_app_client_id,
-// client_secret=example_app_secret; Headers: Content-Type:
-// application/x-www-form-urlencoded, Api-key: {unique_app_api-key}".
-// Response: "access_token", "expires_in": 21599, "token_type": "Bearer",
-// "scope": "offers.loads.manage", "refresh_token": "Single serving token that
-// can be used to extend lifetime of access token."
+// Requirements (docs/partners.md §4): authorize at /oauth2/auth with
+// client_id, response_type=code, state and redirect_uri (T1) and no scope
+// (T2); the code and state come back by redirect (T7); the token request
+// is a form POST to /ext/auth-api/accounts/token with grant_type, code,
+// redirect_uri, client_id and client_secret and an Api-key header (T9,
+// T10); the response carries access_token, expires_in 21599, token_type
+// Bearer, scope offers.loads.manage and refresh_token (T12); the refresh
+// token is single-use and extends the session (T13).
 func TestTransDocumentFlow(t *testing.T) {
 	forEachStorePartner(t, transConfig, func(t *testing.T, gw *gateway) {
 		b := newBrowser(t, gw)
@@ -171,8 +173,8 @@ func TestTransDocumentFlow(t *testing.T) {
 // the Api-key header and with a wrong one: 401 invalid_client, for the
 // code exchange and the refresh alike.
 //
-// 003 Header parameters: "Api-key yes Api-key obtained during
-// registration".
+// Trans requires the Api-key header issued at registration on the token
+// request (docs/partners.md T10).
 func TestTransTokenRequiresAPIKey(t *testing.T) {
 	forEachStorePartner(t, transConfig, func(t *testing.T, gw *gateway) {
 		b := newBrowser(t, gw)
@@ -208,8 +210,8 @@ func TestTransTokenRequiresAPIKey(t *testing.T) {
 // TestTransBasicClientAuthentication authenticates the client with HTTP
 // Basic and leaves client_id and client_secret out of the form.
 //
-// 003 Request parameters: client_id and client_secret are "Only required
-// when Authorization header is not sent."
+// client_id and client_secret in the form are only needed when the
+// Authorization header is not sent (docs/partners.md T11).
 func TestTransBasicClientAuthentication(t *testing.T) {
 	forEachStorePartner(t, transConfig, func(t *testing.T, gw *gateway) {
 		code := transAuthorize(t, newBrowser(t, gw), gw)
@@ -227,8 +229,8 @@ func TestTransBasicClientAuthentication(t *testing.T) {
 // redirected to the client with invalid_request and the state) and an
 // 8-character one (accepted: the login form).
 //
-// 003 Request parameters: "state yes Int Random number (at least 8
-// characters long)".
+// Trans's state is required, a random number of at least 8 characters
+// (docs/partners.md T1, T3).
 func TestTransStateAtLeastEightCharacters(t *testing.T) {
 	forEachStorePartner(t, transConfig, func(t *testing.T, gw *gateway) {
 		b := newBrowser(t, gw)
@@ -248,7 +250,7 @@ func TestTransStateAtLeastEightCharacters(t *testing.T) {
 		p = b.get(gw.base + "/oauth2/auth?client_id=" + transClientID + "&response_type=code&redirect_uri=" + url.QueryEscape(transRedirectURI))
 		loc = wantRedirectTo(t, p, transRedirectURI, http.StatusFound, http.StatusSeeOther)
 		if loc.Query().Get("error") != "invalid_request" || loc.Query().Has("code") {
-			t.Fatalf("no state: want error=invalid_request (003: state \"yes\"); Location %s", loc)
+			t.Fatalf("no state: want error=invalid_request (docs/partners.md T1: state is required); Location %s", loc)
 		}
 	})
 }
@@ -257,10 +259,10 @@ func TestTransStateAtLeastEightCharacters(t *testing.T) {
 // on localhost, and any URI that is not exactly the whitelisted one get the
 // gateway's error page and are never redirected to.
 //
-// 003 Redirect uri: "must be exactly as whitelisted; https only". "If the
-// request fails due to a missing, invalid, or mismatching redirect URI or
-// client id, the Trans Authorization Server inform user about this on its
-// own page."
+// The redirect URI must be exactly as whitelisted, https only, and a
+// missing, invalid or mismatching redirect URI or client id is reported on
+// the authorization server's own page, not by redirect (docs/partners.md
+// T4, T5; RFC 6749 §4.1.2.1).
 func TestTransRedirectURIHTTPSOnly(t *testing.T) {
 	forEachStorePartner(t, transConfig, func(t *testing.T, gw *gateway) {
 		b := newBrowser(t, gw)

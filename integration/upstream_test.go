@@ -180,8 +180,9 @@ func (gw *gateway) call(t *testing.T, path, authorization string, extra http.Hea
 // with type, title, status and detail, and nothing that looks like a stack
 // trace or echoes a secret.
 //
-// Issue 3: "every body an RFC 9457 application/problem+json document (type,
-// title, status, detail), never a stack trace."
+// Every body is an RFC 9457 application/problem+json document (type,
+// title, status, detail), never a stack trace (docs/architecture.md §5.1;
+// docs/partners.md D53).
 func wantProblem(t *testing.T, r *response, status int, secrets ...string) {
 	t.Helper()
 	if r.status != status {
@@ -303,17 +304,17 @@ type rateFigures struct {
 // after the request left and at most one window after its answer came,
 // on a window boundary (windows are aligned to the epoch).
 //
-// 002 Step 3: "Every authenticated response carries X-RateLimit-Limit,
-// X-RateLimit-Remaining, and X-RateLimit-Reset headers." README Rate
-// limits: "X-RateLimit-Reset: when the window ends, in Unix epoch seconds";
-// "counted … in fixed windows aligned to the epoch".
+// Every authenticated response carries X-RateLimit-Limit,
+// X-RateLimit-Remaining and X-RateLimit-Reset (docs/partners.md D48).
+// README "Rate limits": "X-RateLimit-Reset: when the window ends, in Unix
+// epoch seconds"; "counted … in fixed windows aligned to the epoch".
 func wantRate(t *testing.T, r *apiResponse, limit int64, window time.Duration) rateFigures {
 	t.Helper()
 	num := func(name string) int64 {
 		t.Helper()
 		v := r.header.Values(name)
 		if len(v) != 1 {
-			t.Fatalf("%s: want exactly one value, got %q (002: \"Every authenticated response carries X-RateLimit-Limit, X-RateLimit-Remaining, and X-RateLimit-Reset\"):\n%s", name, v, r)
+			t.Fatalf("%s: want exactly one value, got %q (docs/partners.md D48: every authenticated response carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset):\n%s", name, v, r)
 		}
 		n, err := strconv.ParseInt(v[0], 10, 64)
 		if err != nil {

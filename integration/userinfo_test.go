@@ -9,9 +9,10 @@ import (
 // TestUserinfoReturnsProfile reads alice's profile with a profile:read
 // token, including with the scheme in lower case.
 //
-// 002 Scopes: "profile:read | Name, role, country, photo URL". Issue: "GET
-// /oauth/userinfo — bearer token with profile:read: sub, name, role,
-// country, picture." RFC 7235 §2.1: the auth-scheme is case-insensitive.
+// GET /oauth/userinfo with a bearer token carrying profile:read returns
+// sub, name, role, country and picture; profile:read covers name, role,
+// country and photo URL (docs/partners.md D11). RFC 7235 §2.1: the
+// auth-scheme is case-insensitive.
 func TestUserinfoReturnsProfile(t *testing.T) {
 	forEachStore(t, gatewayConfig{}, func(t *testing.T, gw *gateway) {
 		tok, _ := obtainTokens(t, gw, "profile:read")
@@ -23,10 +24,11 @@ func TestUserinfoReturnsProfile(t *testing.T) {
 // TestUserinfoErrors checks the RFC 6750 challenges and RFC 9457 bodies of
 // the resource endpoint for the requests that carry no usable token.
 //
-// Issue: "Errors are RFC 9457 application/problem+json with RFC 6750
-// WWW-Authenticate: no token → 401 Bearer realm="…"; bad/expired/revoked
-// token → 401 error="invalid_token"". 002: "Resource endpoint errors do use
-// Problem Details". (Expired: TestExpiredAccessTokenThenRefresh; revoked:
+// Errors are RFC 9457 application/problem+json with the RFC 6750
+// WWW-Authenticate challenge: no token → 401 Bearer realm="…";
+// bad/expired/revoked token → 401 error="invalid_token" (README "What
+// partners get"; docs/architecture.md §4.3; docs/partners.md D53).
+// (Expired: TestExpiredAccessTokenThenRefresh; revoked:
 // TestRevokeEitherTokenRevokesThePair; insufficient_scope:
 // TestInsufficientScope.)
 func TestUserinfoErrors(t *testing.T) {

@@ -1,7 +1,7 @@
 package integration
 
-// A partner's webhook receiver, as seed 000 ("Register a webhook URL so you
-// don't have to poll") asks partners to run: it checks every request's
+// A partner's webhook receiver, as DSS asks partners that register a
+// webhook URL to run (docs/partners.md D2, D44): it checks every request's
 // Standard Webhooks signature with the client's secret and records what it
 // was sent. The check is written here from the specification
 // (https://www.standardwebhooks.com) rather than imported from
@@ -228,7 +228,7 @@ func (r *webhookReceiver) wantAllSigned() {
 	r.t.Helper()
 	for i, d := range r.all() {
 		if d.sigErr != nil || d.method != http.MethodPost || d.path != webhookPath {
-			r.t.Fatalf("webhook request #%d: want a POST to %s with a valid signature (issue: \"signed per the Standard Webhooks scheme\"):\n%s", i+1, webhookPath, d)
+			r.t.Fatalf("webhook request #%d: want a POST to %s with a valid signature (README \"Webhooks\": signed per Standard Webhooks):\n%s", i+1, webhookPath, d)
 		}
 	}
 }
@@ -292,8 +292,9 @@ type consentRevoked struct {
 // grant to the demo client with the given scopes, sent after notBefore,
 // and carries none of the tokens in secrets; it returns the event.
 //
-// Issue: "a user.consent.revoked event: JSON body with type, an event id, a
-// timestamp and data naming client_id, subject and scopes (never a token)".
+// A user.consent.revoked event is a JSON body with type, an event id, a
+// timestamp and data naming client_id, subject and scopes, never a token
+// (docs/partners.md D44; docs/architecture.md §7; README "Webhooks").
 func wantConsentRevoked(t *testing.T, d delivery, scopes []string, notBefore time.Time, secrets ...string) consentRevoked {
 	t.Helper()
 	if ct := d.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {

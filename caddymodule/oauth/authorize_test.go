@@ -34,7 +34,8 @@ func validQuery() url.Values {
 	}
 }
 
-// Seed 002 "Parameters" table and RFC 6749 §4.1.2.1.
+// The DSS authorization-request parameters (docs/partners.md D14–D19) and
+// RFC 6749 §4.1.2.1.
 func TestParseAuthorize(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// RFC 7636 Appendix B: the worked example of the S256 method. Seed 002:
-// "Our verification is tested against them".
+// RFC 7636 Appendix B: the worked example of the S256 method. DSS requires
+// verification to match RFC 7636's reference vectors (docs/partners.md D20).
 func TestS256MatchesRFC7636AppendixB(t *testing.T) {
 	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// The per-client knobs (issue 4) on the authorization request: each
-// partner style is a configuration, not a fork of the rules.
+// The per-client settings (docs/partners.md §1) on the authorization
+// request: each partner style is a configuration, not a fork of the rules.
 func TestParseAuthorizeHonoursClientPolicy(t *testing.T) {
 	dash := &Client{
 		ID:           "dash",

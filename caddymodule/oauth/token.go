@@ -9,8 +9,9 @@ import (
 )
 
 // Token prefixes. A short, fixed type prefix lets secret scanners and
-// humans recognise a leaked Tollgate credential (DESIGN.md §2) and lets the
-// token endpoint tell the kinds apart without a store lookup.
+// humans recognise a leaked Tollgate credential (docs/architecture.md
+// §6.2) and lets the token endpoint tell the kinds apart without a store
+// lookup.
 const (
 	AccessPrefix  = "tga_"
 	RefreshPrefix = "tgr_"

@@ -23,7 +23,7 @@ func TestTokenCarriesItsGrantAndPrefix(t *testing.T) {
 	}
 }
 
-// DESIGN.md §2: tokens are random, at least 256 bits.
+// docs/architecture.md §6.2: tokens are random, at least 256 bits.
 func TestTokensDifferAndUseAllTheirRandomness(t *testing.T) {
 	g := GrantID("c", "s")
 	a, _ := NewToken(rand.Reader, RefreshPrefix, g)

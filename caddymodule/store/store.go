@@ -4,8 +4,9 @@
 // The unit of state is the grant: one user's consent to one client. Every
 // code, access token, refresh token and rate-limit counter belongs to exactly
 // one grant and is addressed by the grant id, so that in Redis every key one
-// atomic operation touches shares the grant's hash tag (DESIGN.md §2) and
-// revoking a grant is one atomic step.
+// atomic operation touches shares the grant's hash tag
+// (docs/architecture.md §6.1, §6.3) and revoking a grant is one atomic
+// step.
 //
 // The store never sees a token, code or secret: callers pass SHA-256 digests.
 // All expiry decisions are made against the store's injected clock, so the
@@ -190,22 +191,22 @@ type Store interface {
 	// out of the grant, rotated out more than grace ago and not past its
 	// own expiry, the grant is revoked in the same atomic step and
 	// ErrRefreshReused is returned with the grant revoked. Inside grace (two
-	// racing refreshes, seed 002: "only one wins ... don't reconsent"), for
-	// a token never seen or rotated out longer ago than the ring reaches,
-	// or for one whose grant is already gone, it returns ErrNotFound and
-	// revokes nothing.
+	// racing refreshes, docs/partners.md D36: one wins and the loser must
+	// not be sent to re-consent), for a token never seen or rotated out
+	// longer ago than the ring reaches, or for one whose grant is already
+	// gone, it returns ErrNotFound and revokes nothing.
 	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (Grant, error)
 
 	// ListGrants returns the live grants of a subject, newest first: the
 	// user's connected apps. It reads an index kept beside the grants
-	// (DESIGN.md §2: "Indexes that span grants live in their own keys,
-	// updated after the grant; the grant is the source of truth"), so an
-	// entry whose grant is gone is skipped and pruned.
+	// (docs/architecture.md §6.5: indexes that span grants live in their
+	// own keys, written after the grant; the grant is the source of truth),
+	// so an entry whose grant is gone is skipped and pruned.
 	ListGrants(ctx context.Context, subject string) ([]Grant, error)
 
 	// EnqueueEvent durably stores a webhook event for delivery before it
-	// returns (DESIGN.md §4). On Redis the queue is a Stream with a
-	// consumer group, so several gateway instances share deliveries.
+	// returns (docs/architecture.md §7). On Redis the queue is a Stream
+	// with a consumer group, so several gateway instances share deliveries.
 	EnqueueEvent(ctx context.Context, e Event) error
 	// ClaimEvents leases up to max events that are due (NextAttempt not
 	// after now) to consumer for lease; an event whose lease ran out

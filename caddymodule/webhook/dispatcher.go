@@ -3,11 +3,11 @@
 // (https://www.standardwebhooks.com), at least once.
 //
 // An event is queued in the store before the request that caused it is
-// answered (DESIGN.md §4); a Dispatcher in every gateway instance claims
-// due events from the shared queue, POSTs them and acks or reschedules them.
-// The store's leases make instances share the work without sending one
-// event twice at once, and let another instance take over the events of one
-// that died. The package knows nothing of Caddy.
+// answered (docs/architecture.md §7, §4.4); a Dispatcher in every gateway
+// instance claims due events from the shared queue, POSTs them and acks or
+// reschedules them. The store's leases make instances share the work
+// without sending one event twice at once, and let another instance take
+// over the events of one that died. The package knows nothing of Caddy.
 package webhook
 
 import (

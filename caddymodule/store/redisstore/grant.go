@@ -21,9 +21,10 @@ import (
 var errGrantOwner = errors.New("grant id belongs to another client or subject")
 
 // SaveGrant creates the grant or merges scopes and profile into it, then
-// adds it to the subject's index. The index is written second (DESIGN.md
-// §2: the grant is the source of truth); when that write fails the error is
-// reported, and saving the grant again repairs the index.
+// adds it to the subject's index. The index is written second
+// (docs/architecture.md §6.5: the grant is the source of truth); when that
+// write fails the error is reported, and saving the grant again repairs the
+// index.
 func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redis save grant: ttl %v is not positive", ttl)

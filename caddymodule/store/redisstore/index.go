@@ -13,10 +13,10 @@ import (
 
 // subjectKey is the subject's index of grants: a hash of grant id -> the
 // nonce of the grant incarnation that wrote the entry. It is its own slot,
-// never touched by a grant's scripts (DESIGN.md §2: indexes that span
-// grants are updated after the grant). The subject is hashed so that the
-// key name neither leaks it (it may be an email address) nor carries its
-// braces into the hash tag.
+// never touched by a grant's scripts (docs/architecture.md §6.5, last
+// paragraph: indexes that span grants are updated after the grant). The
+// subject is hashed so that the key name neither leaks it (it may be an
+// email address) nor carries its braces into the hash tag.
 //
 // The nonce makes removals conditional: RevokeGrant and ListGrants drop an
 // entry only if it still names the incarnation they saw die, so a consent
