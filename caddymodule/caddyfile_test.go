@@ -111,7 +111,7 @@ func TestCaddyfileRejects(t *testing.T) {
 
 // An inline client secret or token_header value must not reach the JSON
 // config, which Caddy's /config API serves and autosave.json keeps
-// (README "Security notes"): the adapter writes its digest, and the client
+// (README "Security"): the adapter writes its digest, and the client
 // still authenticates with the secret. Placeholders are kept as written,
 // to be resolved at load.
 func TestCaddyfileKeepsOnlyDigestsOfInlineSecrets(t *testing.T) {

@@ -174,7 +174,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	c, aerr := a.authenticateBearer(r)
 	r.Header.Del("Authorization")
 	// The gateway's own cookies (the sign-in session) are no business of
-	// the upstream (README, Security notes).
+	// the upstream (README, "Security").
 	stripGatewayCookies(r.Header)
 	for _, h := range [...]string{p.UserHeader, p.ClientHeader, p.ScopeHeader} {
 		if h != "" {

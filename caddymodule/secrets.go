@@ -4,7 +4,7 @@ import "go.uber.org/zap"
 
 // warnInlineSecrets logs, once per client and config load, each secret
 // written in clear in the JSON config, which Caddy's /config API serves and
-// autosave.json keeps (README "Security notes"). The Caddyfile adapter
+// autosave.json keeps (README "Security"). The Caddyfile adapter
 // writes inline client secrets and token_header values as digests, so from
 // a Caddyfile only an inline webhook secret gets here: it must be kept in
 // clear to sign (Standard Webhooks HMAC), so it can only be moved out of

@@ -20,7 +20,7 @@ import (
 // kept in clear to sign, so it does show; the gateway warns about it at
 // load, naming the client and not the secret.
 //
-// README "Security notes": client secrets are kept only as SHA-256
+// README "Security": client secrets are kept only as SHA-256
 // digests, and an inline one never reaches the /config API or autosave.json.
 func TestConfigAPIHoldsNoInlineClientSecret(t *testing.T) {
 	t.Parallel()

@@ -55,7 +55,7 @@ func TestAPIConnectionHeaderCannotDropIdentity(t *testing.T) {
 // session id would let the legacy API, or whoever reads its logs, act as
 // the user on the consent pages.
 //
-// README, Security notes: the gateway's cookies never reach the upstream.
+// README, "Security": the gateway's cookies never reach the upstream.
 func TestAPIGatewayCookiesNeverReachUpstream(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
@@ -98,8 +98,8 @@ func TestAPIGatewayCookiesNeverReachUpstream(t *testing.T) {
 // escape further on. Each must be refused 400 invalid_request (RFC 6750
 // §3.1: more than one method) without the upstream seeing the token.
 //
-// README, Security notes: "API routes refuse a token that is also sent in
-// the query or a form body, so no copy of it reaches the upstream."
+// README, "Security": a token also sent as access_token in the query or a
+// form body, names compared after decoding and in any case, is refused.
 func TestAPITokenElsewhereCannotBeDisguised(t *testing.T) {
 	forEachStoreWithUpstream(t, gatewayConfig{}, func(t *testing.T, gw *gateway, up *upstream) {
 		tok, _ := obtainTokens(t, gw, allScopes...)
