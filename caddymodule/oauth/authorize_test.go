@@ -113,6 +113,13 @@ func TestCheckRegisteredRedirectURI(t *testing.T) {
 		"https://app.example.com/cb#frag": false,
 		"/relative":                       false,
 		"javascript:alert(1)":             false,
+		"https://app.example.com/cb?x=1":  true,
+		// The response's own parameters cannot be told from the query's.
+		"https://app.example.com/cb?state=0": false,
+		"https://app.example.com/cb?code=x":  false,
+		"https://app.example.com/cb?iss=x":   false,
+		// A query that does not parse would lose its bad part in responses.
+		"https://app.example.com/cb?a;b=1": false,
 	} {
 		if err := CheckRegisteredRedirectURI(uri, false); (err == nil) != ok {
 			t.Errorf("CheckRegisteredRedirectURI(%q) = %v, want ok=%v", uri, err, ok)

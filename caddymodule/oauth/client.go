@@ -113,6 +113,19 @@ func CheckRegisteredRedirectURI(raw string, httpsOnly bool) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return fmt.Errorf("redirect_uri %q: must not have a fragment", raw)
 	}
+	// The query is kept in every response (RFC 6749 §3.1.2), with the
+	// response's parameters added (§4.1.2, §4.1.2.1, RFC 9207): it must
+	// parse, so that nothing of it is lost, and must not already hold one
+	// of them, which the client could not tell from the response's own.
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fmt.Errorf("redirect_uri %q: the query does not parse", raw)
+	}
+	for _, k := range [...]string{"code", "state", "error", "error_description", "error_uri", "iss"} {
+		if q.Has(k) {
+			return fmt.Errorf("redirect_uri %q: the query must not carry %s, a parameter of the authorization response", raw, k)
+		}
+	}
 	switch u.Scheme {
 	case "https":
 		return nil
