@@ -41,7 +41,9 @@ integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
 # go test -fuzz takes one target per run, so loop over package:target
-# pairs. FUZZTIME per target; a failing input is written under the
+# pairs. A run fails only on a real finding (a failing input written):
+# Go 1.26's coordinator can end a duration-bounded run with a bare
+# "context deadline exceeded" (https://go.dev/issue/75804). FUZZTIME per target; a failing input is written under the
 # package's testdata/fuzz/<Target>/ and then replays in make unit.
 FUZZTIME ?= 4s
 FUZZ_TARGETS = \
@@ -63,7 +65,13 @@ fuzz:
 	@set -e; for pt in $(FUZZ_TARGETS); do \
 		pkg=$${pt%%:*}; target=$${pt##*:}; \
 		echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+		log=$$(mktemp); \
+		if ! $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg >$$log 2>&1; then \
+			cat $$log; \
+			if grep -q 'Failing input written' $$log || ! grep -q 'context deadline exceeded' $$log; then rm -f $$log; exit 1; fi; \
+			echo "fuzz $$target: 'context deadline exceeded' with no failing input: the Go 1.26 fuzz coordinator's race at the end of -fuzztime (https://go.dev/issue/75804, fixed in Go 1.27), not a finding"; \
+		else tail -n 2 $$log; fi; \
+		rm -f $$log; \
 	done
 
 test: deps vet unit fuzz integration
