@@ -256,8 +256,8 @@ func TestNewClientRefusesBadInput(t *testing.T) {
 			if !strings.Contains(errOut, tc.want) {
 				t.Errorf("new-client %q: stderr does not say %q:\n%s", args, tc.want, errOut)
 			}
-			if strings.Contains(out, "client_secret") || strings.Contains(out, "whsec_") {
-				t.Errorf("new-client %q printed credentials although it failed:\n%s", args, out)
+			if out != "" {
+				t.Errorf("new-client %q printed on stdout although it failed (credentials an operator might hand out):\n%s", args, out)
 			}
 		})
 	}
