@@ -39,7 +39,7 @@ func userGrants(w http.ResponseWriter, r *http.Request) error {
 	// segment (and then fails the subject check) rather than adding one.
 	rest := strings.TrimPrefix(r.URL.EscapedPath(), usersPrefix)
 	parts := strings.Split(rest, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[1] != "grants" {
+	if len(parts) < 2 || len(parts) > 3 || parts[1] != "grants" || (len(parts) == 3 && parts[2] == "") {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("not found: want /tollgate/users/<subject>/grants[/<client_id>]")}
 	}
 	allow := http.MethodGet
@@ -64,7 +64,7 @@ func userGrants(w http.ResponseWriter, r *http.Request) error {
 		return a.listUserGrants(w, r, subject)
 	}
 	clientID, err := url.PathUnescape(parts[2])
-	if err != nil || clientID == "" {
+	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("client_id: not a path segment")}
 	}
 	return a.revokeUserGrant(w, r, subject, clientID)

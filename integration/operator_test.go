@@ -357,6 +357,7 @@ func TestAdminListsAndRevokesAUsersGrants(t *testing.T) {
 			{http.MethodDelete, "/tollgate/users/alice/grants/no_such_client", http.StatusNotFound},
 			{http.MethodDelete, "/tollgate/users/bob/grants/" + clientID, http.StatusNotFound},
 			{http.MethodGet, "/tollgate/users/alice/tokens", http.StatusNotFound},
+			{http.MethodDelete, "/tollgate/users/alice/grants/", http.StatusNotFound},
 			{http.MethodPost, "/tollgate/users/alice/grants", http.StatusMethodNotAllowed},
 			{http.MethodDelete, "/tollgate/users/alice/grants", http.StatusMethodNotAllowed},
 			{http.MethodGet, "/tollgate/users/alice/grants/" + clientID, http.StatusMethodNotAllowed},
