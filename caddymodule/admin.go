@@ -23,7 +23,12 @@ func init() {
 //	                                    {"address": "203.0.113.7"}
 //
 // clears the current sign-in count of a username or a client address, on
-// every instance at once since the counts live in the store.
+// every instance at once since the counts live in the store;
+//
+//	GET    /tollgate/users/<subject>/grants
+//	DELETE /tollgate/users/<subject>/grants/<client_id>
+//
+// list a user's grants and revoke one for support staff (admin_grants.go).
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -39,6 +44,9 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{
 		Pattern: "/tollgate/sign-in-locks/clear",
 		Handler: caddy.AdminHandlerFunc(clearSignInLock),
+	}, {
+		Pattern: usersPrefix,
+		Handler: caddy.AdminHandlerFunc(userGrants),
 	}}
 }
 

@@ -72,7 +72,7 @@ func (h *Connections) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 	}
 	switch {
 	case r.PostForm.Has("disconnect") && subject != "":
-		if err := a.disconnect(ctx, subject, r.PostForm.Get("disconnect")); err != nil {
+		if err := a.disconnect(ctx, subject, r.PostForm.Get("disconnect"), "user"); err != nil {
 			h.unavailable(w, err)
 			return nil
 		}
@@ -184,8 +184,9 @@ func (h *Connections) unavailable(w http.ResponseWriter, err error) {
 // disconnect ends subject's grant to clientID. The webhook event is queued
 // in the store before the grant is revoked, so that no disconnect can
 // happen without its event (docs/architecture.md §4.4, §7); if queuing
-// fails nothing is revoked and the user is asked to retry.
-func (a *App) disconnect(ctx context.Context, subject, clientID string) error {
+// fails nothing is revoked and the user is asked to retry. by ("user",
+// "operator") says in the audit log who asked.
+func (a *App) disconnect(ctx context.Context, subject, clientID, by string) error {
 	grantID := oauth.GrantID(clientID, subject)
 	g, err := a.store.GetGrant(ctx, grantID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -200,7 +201,7 @@ func (a *App) disconnect(ctx context.Context, subject, clientID string) error {
 	if _, err := a.store.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("revoking grant: %w", err)
 	}
-	a.audit.Info("grant disconnected by user",
+	a.audit.Info("grant disconnected by "+by,
 		zap.String("grant", grantID), zap.String("client_id", clientID), zap.String("subject", subject))
 	return nil
 }
