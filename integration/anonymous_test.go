@@ -269,6 +269,7 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 	// The per-address count (TestSignInThrottledPerClientAddress) is
 	// raised here: every attempt comes from 127.0.0.1.
 	forEachStore(t, gatewayConfig{appLines: []string{"sign_in_address_limit 1000/15m"}}, func(t *testing.T, gw *gateway) {
+		awayFromSignInWindowEdge(t)
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
 		// Each attempt comes from its own browser with its own form, as
 		// an attacker's scripted clients would.
@@ -340,6 +341,7 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 // X-Forwarded-For from an untrusted peer does not buy a fresh count.
 func TestSignInThrottledPerClientAddress(t *testing.T) {
 	forEachStore(t, gatewayConfig{appLines: []string{"sign_in_address_limit 5/15m"}}, func(t *testing.T, gw *gateway) {
+		awayFromSignInWindowEdge(t)
 		conf := gw.oauthConfig(oauth2.AuthStyleInParams, allScopes...)
 		b := newBrowser(t, gw)
 		form := b.get(newAuthRequest(conf).url)

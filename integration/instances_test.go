@@ -313,6 +313,7 @@ func TestInstancesShareOneBudget(t *testing.T) {
 // through Caddy's admin endpoint".
 func TestInstancesShareSignIn(t *testing.T) {
 	t.Parallel()
+	awayFromSignInWindowEdge(t)
 	c := startCluster(t, gatewayConfig{})
 	a, b, cc := c.gws[0], c.gws[1], c.gws[2]
 
@@ -566,6 +567,7 @@ func TestInstancesRaceOnOneStore(t *testing.T) {
 	t.Parallel()
 	// Ten bcrypt checks at once load this machine's cores; what is tested
 	// is the count, not the store deadline, which the harness sets to 5s.
+	awayFromSignInWindowEdge(t)
 	c := startCluster(t, gatewayConfig{})
 
 	// Refresh: exactly one of nine wins, and its pair works everywhere.
