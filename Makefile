@@ -2,10 +2,11 @@
 # make test  — every test, installing redis-server, chromium, node and npm first when missing
 # make fuzz  — every fuzz target for a few seconds (part of make test)
 # make bench — the gateway benchmark of integration/
+# make xcaddy — build stock Caddy with this checkout through xcaddy and check it (part of make test)
 
 GO ?= go
 
-.PHONY: run test deps vet unit fuzz integration bench build
+.PHONY: run test deps vet unit fuzz integration bench build xcaddy
 
 run:
 	$(GO) run ./cmd/tollgate run --config Caddyfile.example
@@ -36,6 +37,13 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./caddymodule/...
+
+# README, "Add it to your Caddy": xcaddy v0.4.5 builds Caddy (go.mod's
+# version) with this checkout, then the binary must list every Tollgate
+# module and adapt and validate Caddyfile.example. Needs the Go module
+# proxy; installs xcaddy into $(go env GOPATH)/bin.
+xcaddy:
+	GO=$(GO) ./integration/xcaddy.sh
 
 integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
@@ -74,7 +82,7 @@ fuzz:
 		rm -f $$log; \
 	done
 
-test: deps vet unit fuzz integration
+test: deps vet unit xcaddy fuzz integration
 
 # Plain reverse_proxy vs Tollgate (memory, Redis) vs forward_auth, same run;
 # needs wrk (apt-get install wrk).
