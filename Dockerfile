@@ -25,8 +25,7 @@ COPY . /src
 ARG GOPROXY=https://proxy.golang.org|off
 ENV GOTOOLCHAIN=auto
 RUN xcaddy build \
-	--with github.com/tollgate/tollgate/caddymodule \
-	--replace github.com/tollgate/tollgate=/src \
+	--with github.com/tollgate/tollgate=/src \
 	--output /usr/bin/caddy
 
 FROM caddy:2.11.9

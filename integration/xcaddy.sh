@@ -26,7 +26,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The module github.com/tollgate/tollgate comes from this checkout (the
-# --replace below), but while resolving imports the go command still asks
+# "=." below, which xcaddy turns into a replace), but while resolving imports the go command still asks
 # the proxy about github.com/tollgate/tollgate and .../caddymodule. It
 # treats only a 404 or 410 answer as "no such module"; any other refusal
 # (some proxies answer 403) stops the build, and after a ","
@@ -46,11 +46,10 @@ esac
 # integration build already compiled come from Go's build cache.
 # XCADDY_GO_BUILD_FLAGS: https://github.com/caddyserver/xcaddy#environment-variables
 start=$(date +%s)
-echo "xcaddy: building Caddy $caddy_version with github.com/tollgate/tollgate/caddymodule from $(pwd)"
+echo "xcaddy: building Caddy $caddy_version with github.com/tollgate/tollgate=$(pwd)"
 if ! GOPROXY=$proxy XCADDY_SKIP_CLEANUP=0 XCADDY_GO_BUILD_FLAGS="-ldflags='-w -s'" \
 	"$xcaddy" build "$caddy_version" \
-	--with github.com/tollgate/tollgate/caddymodule \
-	--replace github.com/tollgate/tollgate=. \
+	--with github.com/tollgate/tollgate=. \
 	--output "$work/caddy" >"$work/build.log" 2>&1; then
 	cat "$work/build.log"
 	echo "xcaddy: build failed"
