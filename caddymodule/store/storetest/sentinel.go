@@ -56,7 +56,7 @@ func StartRedisSentinel(t testing.TB, replicas int, dataExtra ...string) *Sentin
 	for range 3 {
 		conf := filepath.Join(t.TempDir(), "sentinel.conf")
 		text := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s 2\n"+
-			"sentinel down-after-milliseconds %[1]s 1000\n"+
+			"sentinel down-after-milliseconds %[1]s 2000\n"+
 			"sentinel failover-timeout %[1]s 5000\n"+
 			"sentinel parallel-syncs %[1]s 1\n", SentinelMaster, host, port)
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
@@ -97,20 +97,39 @@ func (d *Sentinel) WaitFailover(t testing.TB, timeout time.Duration) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	clients := make([]*redis.SentinelClient, len(d.Sentinels))
+	for i, a := range d.Sentinels {
+		clients[i] = redis.NewSentinelClient(&redis.Options{Addr: a})
+		defer clients[i].Close()
+	}
+	// Every Sentinel must name the same new primary in one poll: on a
+	// loaded machine a second failover can follow the first, so a primary
+	// one Sentinel named earlier may no longer be the one all agree on.
 	var primary string
-	for _, a := range d.Sentinels {
-		s := redis.NewSentinelClient(&redis.Options{Addr: a})
-		err := waitMaster(ctx, s, func(m map[string]string) bool {
-			addr := net.JoinHostPort(m["ip"], m["port"])
-			if addr == d.Primary || m["flags"] != "master" || (primary != "" && addr != primary) {
-				return false
+	var last []map[string]string
+	for {
+		primary, last = "", last[:0]
+		agreed := true
+		for _, s := range clients {
+			m, err := s.Master(ctx, SentinelMaster).Result()
+			last = append(last, m)
+			addr := ""
+			if err == nil && m["flags"] == "master" {
+				addr = net.JoinHostPort(m["ip"], m["port"])
+			}
+			if addr == "" || addr == d.Primary || (primary != "" && addr != primary) {
+				agreed = false
+				break
 			}
 			primary = addr
-			return true
-		})
-		s.Close()
-		if err != nil {
-			t.Fatalf("sentinel %s did not fail over: %v", a, err)
+		}
+		if agreed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the Sentinels did not agree on a new primary: %v (last answers %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	c := redis.NewClient(&redis.Options{Addr: primary})
