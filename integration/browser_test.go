@@ -226,6 +226,14 @@ func (p *page) text() string {
 // by fields, to its action resolved against the page URL.
 func (b *browser) submit(p *page, fields url.Values) *page {
 	b.t.Helper()
+	action, values := b.formPost(p, fields)
+	return b.post(action.String(), values)
+}
+
+// formPost returns where the page's form posts (resolved against the page
+// URL) and what: its hidden inputs, overridden or extended by fields.
+func (b *browser) formPost(p *page, fields url.Values) (*url.URL, url.Values) {
+	b.t.Helper()
 	f := p.form()
 	if f == nil {
 		b.t.Fatalf("no <form method=post> on the page:\n%s", p)
@@ -241,7 +249,7 @@ func (b *browser) submit(p *page, fields url.Values) *page {
 	for k, vs := range fields {
 		values[k] = vs
 	}
-	return b.post(action.String(), values)
+	return action, values
 }
 
 func attr(n *html.Node, name string) string {

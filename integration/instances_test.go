@@ -87,21 +87,7 @@ func (b *browser) at(gw *gateway) *browser {
 // fields.
 func (b *browser) submitAt(gw *gateway, p *page, fields url.Values) *page {
 	b.t.Helper()
-	f := p.form()
-	if f == nil {
-		b.t.Fatalf("no <form method=post> on the page:\n%s", p)
-	}
-	action, err := p.url.Parse(f.action)
-	if err != nil {
-		b.t.Fatalf("form action %q: %v", f.action, err)
-	}
-	values := url.Values{}
-	for k, vs := range f.hidden {
-		values[k] = append([]string(nil), vs...)
-	}
-	for k, vs := range fields {
-		values[k] = vs
-	}
+	action, values := b.formPost(p, fields)
 	return b.at(gw).post(gw.base+action.RequestURI(), values)
 }
 

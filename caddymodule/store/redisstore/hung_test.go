@@ -37,17 +37,7 @@ func TestAuthenticateOnHungRedisEndsAtTheCallersDeadline(t *testing.T) {
 	pid := redisPID(t, s)
 	before := runtime.NumGoroutine()
 
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}
-	defer resume()
+	resume := pauseProcess(t, pid)
 
 	const calls, deadline = 64, 200 * time.Millisecond
 	errs := make([]error, calls)
@@ -118,4 +108,18 @@ func redisPID(t *testing.T, s *Store) int {
 	}
 	t.Fatalf("INFO server has no process_id")
 	return 0
+}
+
+// pauseProcess stops process pid (SIGSTOP: its connections stay open and
+// nothing is answered) and returns the function that resumes it, which is
+// also called when the test ends; calling it twice is harmless.
+func pauseProcess(t *testing.T, pid int) (resume func()) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
 }

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,17 +59,7 @@ func TestWaitReplicas(t *testing.T) {
 	}
 
 	pid := replicaPID(t, d.Replicas[0])
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}
-	defer resume()
+	resume := pauseProcess(t, pid)
 	start := time.Now()
 	err = s.SetBlob(withAck(ctx), "unacked", []byte("v"), time.Minute)
 	took := time.Since(start)
