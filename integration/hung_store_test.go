@@ -109,20 +109,7 @@ func TestHungRedisAnswers503AtTheStoreDeadline(t *testing.T) {
 	}
 
 	redis.resume(t)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := gw.call(t, "/v1/me", auth, nil)
-		if r.status == http.StatusOK {
-			break
-		}
-		if r.status != http.StatusServiceUnavailable {
-			t.Fatalf("while Redis resumes: want 503 or 200, never another verdict on the token:\n%s", r)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Redis resumed but the gateway still refuses after 15 s:\n%s", r)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	gw.waitServedAgain(t, auth, 15*time.Second, "while Redis resumes")
 	for _, rt := range apiRoutes {
 		if r := gw.call(t, rt.path, auth, nil); r.status != http.StatusOK {
 			t.Fatalf("after Redis resumed: the same token must work:\n%s", r)

@@ -384,3 +384,25 @@ func wantUpstreamUntouched(t *testing.T, up *upstream, n int, why string) {
 		t.Fatalf("the upstream was called %d time(s) %s; first:\n%s", len(got), why, got[0])
 	}
 }
+
+// waitServedAgain calls GET /v1/me with authorization until it is answered
+// 200, and fails the test if any answer in between is not 503 (a store
+// outage must never turn into a verdict on the token, README "What
+// partners get") or if within passes first. It returns the 200.
+func (gw *gateway) waitServedAgain(t *testing.T, authorization string, within time.Duration, what string) *apiResponse {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := gw.call(t, "/v1/me", authorization, nil)
+		if r.status == http.StatusOK {
+			return r
+		}
+		if r.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s: want 503 or 200, never another verdict on the token:\n%s", what, r)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the gateway still answers 503 after %s:\n%s", what, within, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
