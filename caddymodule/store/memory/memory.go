@@ -45,7 +45,7 @@ type Store struct {
 	// grant was revoked is still recognised as a replay.
 	markers map[codeRef]marker
 	// counters are per grant id, not per grant, like the Redis key
-	// tg:{<grant>}:rl: RevokeGrant deletes them, expiry does not.
+	// tg:{<grant>}:rc: RevokeGrant deletes them, expiry does not.
 	counters map[string]*window
 	blobs    map[string]blob
 	// failures are the failure counters of CountFailure (failure.go).

@@ -2,15 +2,22 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Authenticate checks an access token and counts the call in one EVALSHA,
-// batched with concurrent calls into one pipeline when Redis is busy
-// (batch.go).
+// Authenticate checks an access token and counts the call in one round
+// trip, batched with concurrent calls into one pipeline when Redis is busy
+// (batch.go): the EVALSHA of luaAuthenticate on the token's first use by
+// this gateway, then, while the gateway remembers the token
+// (tokencache.go), the cheaper checkRemembered, falling back to the script
+// whenever that cannot decide.
 //
 // The rate limit is a fixed window aligned to the Unix epoch: window index
 // floor(now/window), resetting at (index+1)*window. Every gateway instance
@@ -23,14 +30,34 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if !validGrantID(grantID) {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
-	res, err := s.authBatcher().run(ctx, s.k().auth(grantID),
-		s.nowMillis(), l.Count, l.Window.Milliseconds(), accessDigest)
+	now := s.nowMillis()
+	keys := s.k().auth(grantID)
+	e := s.tokens.get(accessDigest)
+	if e != nil {
+		if e.tok.ExpiresAt.UnixMilli() <= now {
+			s.tokens.forget(accessDigest, e)
+			return store.Token{}, store.RateStatus{}, store.ErrNotFound
+		}
+		if now-e.checked < recheckEvery {
+			t, st, decided, err := s.checkRemembered(ctx, keys, accessDigest, e, now, l)
+			if err != nil {
+				return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
+			}
+			if decided {
+				return t, st, nil
+			}
+		}
+	}
+	res, err := s.authBatcher().run(ctx, keys, now, l.Count, l.Window.Milliseconds(), accessDigest)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 	}
 	arr, ok := res.([]any)
-	if !ok || len(arr) != 4 {
+	if !ok || len(arr) != 5 {
 		if n, isInt := res.(int64); isInt && n == resNotFound {
+			if e != nil {
+				s.tokens.forget(accessDigest, e)
+			}
 			return store.Token{}, store.RateStatus{}, store.ErrNotFound
 		}
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", errReply(res))
@@ -39,9 +66,13 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	count, _ := arr[1].(int64)
 	allowed, _ := arr[2].(int64)
 	reset, _ := arr[3].(int64)
+	slot, _ := arr[4].(string)
 	t, err := decodeToken(accessDigest, rec)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: decoding token: %w", err)
+	}
+	if field, ok := slotField(slot); ok {
+		s.tokens.put(accessDigest, &remembered{tok: t, field: field, checked: now}, now)
 	}
 	if count < 0 {
 		return t, store.RateStatus{Allowed: true}, nil
@@ -61,6 +92,103 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	return t, st, nil
 }
 
+// checkRemembered checks a remembered token e (tokencache.go) and counts
+// the call: its slot must still hold its digest and its grant be live, as
+// luaAuthenticate would find. decided is false when the answer must come
+// from the script: the token is no longer its slot's (the script then
+// says why, and e is forgotten), or this is the first call of a budget
+// window, which only the script opens. A count this check made is undone
+// when the call is not let through, so the count never passes the limit,
+// as with the script.
+func (s *Store) checkRemembered(ctx context.Context, keys []string, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
+	if l.Count == 0 {
+		l = e.tok.Limit
+	}
+	w := l.Window.Milliseconds()
+	counted := l.Count > 0 && w > 0
+	c := checkCall{grant: keys[0], field: e.field}
+	var idx int64
+	if counted {
+		idx = floorDiv(now, w)
+		c.counter, c.member = keys[1], counterMember("c", w, idx)
+	}
+	if err := s.authBatcher().check(ctx, &c); err != nil {
+		return store.Token{}, store.RateStatus{}, false, err
+	}
+	vals, err := c.hm.Result()
+	if err != nil {
+		return store.Token{}, store.RateStatus{}, false, err
+	}
+	d, _ := vals[0].(string)
+	exp, _ := vals[1].(string)
+	gexp, _ := strconv.ParseInt(exp, 10, 64)
+	if d != digest || gexp <= now {
+		if counted && c.z.Err() == nil {
+			s.uncount(ctx, c)
+		}
+		s.tokens.forget(digest, e)
+		return store.Token{}, store.RateStatus{}, false, nil
+	}
+	if !counted {
+		return e.tok, store.RateStatus{Allowed: true}, true, nil
+	}
+	n, err := replyCount(c.z)
+	if errors.Is(err, redis.Nil) {
+		return store.Token{}, store.RateStatus{}, false, nil
+	}
+	if err != nil {
+		return store.Token{}, store.RateStatus{}, false, err
+	}
+	st := store.RateStatus{
+		Limit:   l.Count,
+		Window:  l.Window,
+		Reset:   time.UnixMilli((idx + 1) * w),
+		Allowed: n <= l.Count,
+	}
+	if st.Allowed {
+		st.Remaining = l.Count - n
+	} else {
+		s.uncount(ctx, c)
+	}
+	return e.tok, st, true, nil
+}
+
+// replyCount reads the score ZADD INCR answers: a double in RESP3, a bulk
+// string in RESP2 (a count, so a whole number either way).
+func replyCount(cmd *redis.Cmd) (int64, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return 0, err
+	}
+	switch v := v.(type) {
+	case float64:
+		return int64(v), nil
+	case string:
+		f, err := strconv.ParseFloat(v, 64)
+		return int64(f), err
+	}
+	return 0, errReply(v)
+}
+
+// uncount takes back the count c made. Its error is not the caller's: the
+// caller's answer is already decided, and a count left standing only
+// spends one request of the budget.
+func (s *Store) uncount(ctx context.Context, c checkCall) {
+	_ = s.client.Do(ctx, "zadd", c.counter, "xx", "incr", -1, c.member).Err()
+}
+
+// counterMember names a budget window's member of the grant's counter
+// (luaAuthenticate): kind ("c" count, "r" refunds, "" the name the
+// scripts prefix themselves), window ms, ":", window index.
+func counterMember(kind string, w, idx int64) string {
+	b := make([]byte, 0, len(kind)+40)
+	b = append(b, kind...)
+	b = strconv.AppendInt(b, w, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, idx, 10)
+	return string(b)
+}
+
 // Refund gives back one request of the current window, never going below 0
 // and at most l.Count times per window (store.Store.Refund), in one script
 // on the grant's counter key (luaRefund).
@@ -71,8 +199,9 @@ func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool
 	if l.Count == 0 || !validGrantID(grantID) {
 		return false, nil
 	}
-	idx := floorDiv(s.nowMillis(), l.Window.Milliseconds())
-	n, err := s.scripts.refund.Run(ctx, s.client, []string{s.k().counter(grantID)}, idx, l.Count).Int64()
+	w := l.Window.Milliseconds()
+	member := counterMember("", w, floorDiv(s.nowMillis(), w))
+	n, err := s.scripts.refund.Run(ctx, s.client, []string{s.k().counter(grantID)}, member, l.Count).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redis refund: %w", err)
 	}

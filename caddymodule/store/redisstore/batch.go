@@ -11,8 +11,9 @@ import (
 
 // Natural batching of Authenticate.
 //
-// Every API request is one EVALSHA, and on a busy gateway much of its cost
-// is not the script but the round trip around it: a write and a read system
+// Every API request is one round trip (an EVALSHA, or the pipeline of a
+// remembered token's check: authenticate.go), and on a busy gateway much
+// of its cost is not the commands but the round trip around them: a write and a read system
 // call and a goroutine wake-up in the gateway, a read, a write and an event
 // loop pass in Redis. So while a few round trips are already in flight,
 // further calls do not start their own: they queue, and the next free
@@ -52,16 +53,36 @@ const (
 	authBatchMax = 128
 )
 
-// authCall is one queued Authenticate. The flusher owns it from the moment
-// it leaves the queue; its caller may have stopped waiting by then (its
-// context ended), which only means nobody reads res and err.
+// authCall is one queued Authenticate: a script call (keys, args), or a
+// check of a remembered token (check, tokencache.go). The flusher owns it
+// from the moment it leaves the queue; its caller may have stopped waiting
+// by then (its context ended), which only means nobody reads the results.
 type authCall struct {
-	ctx  context.Context
-	keys []string
-	args []any
-	res  any
-	err  error
-	done chan struct{} // closed once res and err are set
+	ctx   context.Context
+	keys  []string
+	args  []any
+	check *checkCall
+	res   any
+	err   error
+	done  chan struct{} // closed once the results are set
+}
+
+// checkCall is the check of a remembered token: HMGET of its slot's digest
+// and the grant's expiry, and, when the call is counted, ZADD XX INCR of
+// the window's count, which leaves a window nobody opened unopened (the
+// reply is then nil). Each command carries its own reply and error.
+type checkCall struct {
+	grant, field    string
+	counter, member string // "" when the call is not counted
+	hm              *redis.SliceCmd
+	z               *redis.Cmd
+}
+
+func (c *checkCall) queue(ctx context.Context, p redis.Pipeliner) {
+	c.hm = p.HMGet(ctx, c.grant, c.field, "exp")
+	if c.member != "" {
+		c.z = p.Do(ctx, "zadd", c.counter, "xx", "incr", 1, c.member)
+	}
 }
 
 // authBatcher batches one Store's Authenticate scripts (see above).
@@ -85,13 +106,30 @@ func newAuthBatcher(c redis.UniversalClient, script *redis.Script) *authBatcher 
 // run runs the script for one call: at once when a round trip is free,
 // else in the next batch. It returns the script's reply as Cmd.Result does.
 func (b *authBatcher) run(ctx context.Context, keys []string, args ...any) (any, error) {
+	return b.do(&authCall{ctx: ctx, keys: keys, args: args})
+}
+
+// check runs the commands of c as run runs a script; their replies are in
+// c. The error is the caller's context's, when it ended before c's batch
+// answered (c must then not be read: its batch may still fill it in);
+// every other error is in c's commands.
+func (b *authBatcher) check(ctx context.Context, c *checkCall) error {
+	_, err := b.do(&authCall{ctx: ctx, check: c})
+	return err
+}
+
+// do makes c's round trip, or queues c for the next batch and waits for
+// it, and returns c's results.
+func (b *authBatcher) do(c *authCall) (any, error) {
 	b.mu.Lock()
 	if b.running < b.inFlight && len(b.queue) == 0 {
 		b.running++
 		b.mu.Unlock()
-		return b.direct(ctx, keys, args)
+		defer b.release()
+		b.sendOne(c.ctx, c)
+		return c.res, c.err
 	}
-	c := &authCall{ctx: ctx, keys: keys, args: args, done: make(chan struct{})}
+	c.done = make(chan struct{})
 	b.queue = append(b.queue, c)
 	start := b.running < b.inFlight // only if the invariant above was broken
 	if start {
@@ -104,20 +142,25 @@ func (b *authBatcher) run(ctx context.Context, keys []string, args ...any) (any,
 	select {
 	case <-c.done:
 		return c.res, c.err
-	case <-ctx.Done():
+	case <-c.ctx.Done():
 		select {
 		case <-c.done: // answered meanwhile: the answer is worth more
 			return c.res, c.err
 		default:
-			return nil, ctx.Err()
+			return nil, c.ctx.Err()
 		}
 	}
 }
 
-// direct makes the round trip of a call that found one free.
-func (b *authBatcher) direct(ctx context.Context, keys []string, args []any) (any, error) {
-	defer b.release()
-	return b.script.Run(ctx, b.client, keys, args...).Result()
+// sendOne makes the round trip of one call on ctx.
+func (b *authBatcher) sendOne(ctx context.Context, c *authCall) {
+	if c.check == nil {
+		c.res, c.err = b.script.Run(ctx, b.client, c.keys, c.args...).Result()
+		return
+	}
+	pipe := b.client.Pipeline()
+	c.check.queue(ctx, pipe)
+	_, _ = pipe.Exec(ctx) // every command carries its own error
 }
 
 // release ends a direct round trip: its slot goes to a new flusher when
@@ -155,8 +198,8 @@ func (b *authBatcher) flush() {
 	}
 }
 
-// send runs one batch as one pipeline (a single call as a plain EVALSHA)
-// and completes every call in it.
+// send runs one batch as one pipeline (a single call as sendOne does) and
+// completes every call in it.
 func (b *authBatcher) send(batch []*authCall) {
 	// A caller that has already given up is not sent: it would only
 	// count a request nobody is answered for.
@@ -176,13 +219,17 @@ func (b *authBatcher) send(batch []*authCall) {
 	defer cancel()
 	if len(live) == 1 {
 		c := live[0]
-		c.res, c.err = b.script.Run(ctx, b.client, c.keys, c.args...).Result()
+		b.sendOne(ctx, c)
 		close(c.done)
 		return
 	}
 	cmds := make([]*redis.Cmd, len(live))
 	pipe := b.client.Pipeline()
 	for i, c := range live {
+		if c.check != nil {
+			c.check.queue(ctx, pipe)
+			continue
+		}
 		cmds[i] = b.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // every command carries its own error
@@ -191,7 +238,7 @@ func (b *authBatcher) send(batch []*authCall) {
 	// does, in one more pipeline; EVAL also caches the script again.
 	var again redis.Pipeliner
 	for i, cmd := range cmds {
-		if isNoScript(cmd.Err()) {
+		if cmd != nil && isNoScript(cmd.Err()) {
 			if again == nil {
 				again = b.client.Pipeline()
 			}
@@ -202,7 +249,9 @@ func (b *authBatcher) send(batch []*authCall) {
 		_, _ = again.Exec(ctx)
 	}
 	for i, c := range live {
-		c.res, c.err = cmds[i].Result()
+		if cmds[i] != nil {
+			c.res, c.err = cmds[i].Result()
+		}
 		close(c.done)
 	}
 }

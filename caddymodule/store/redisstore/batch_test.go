@@ -354,53 +354,71 @@ func btoi(b bool) int {
 }
 
 // TestAuthBatchStress: many goroutines on few round trips; every call is
-// counted exactly once, and nothing is left running.
+// counted exactly once, and nothing is left running: through the script
+// alone, and with the token remembered (its checks batched with the
+// script calls of the windows' first calls).
 func TestAuthBatchStress(t *testing.T) {
 	url := storetest.StartRedis(t)
-	f := newFixture(t, url)
-	b := f.s.authBatcher()
-	b.inFlight = 2
-	const workers, calls = 32, 50
-	l := store.Limit{Count: 1 << 40, Window: time.Hour}
-	var ok, cancelled atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range calls {
-				ctx := t.Context()
-				if (w+i)%7 == 0 { // some callers give up early
-					c, cancel := context.WithTimeout(ctx, time.Duration(i%3)*50*time.Microsecond)
-					defer cancel()
-					ctx = c
-				}
-				_, st, err := f.s.Authenticate(ctx, f.id, "at1", l)
-				switch {
-				case err == nil && st.Allowed:
-					ok.Add(1)
-				case errors.Is(err, context.DeadlineExceeded):
-					cancelled.Add(1)
-				default:
-					t.Errorf("Authenticate: %+v, %v", st, err)
-				}
+	for _, remember := range []bool{false, true} {
+		t.Run(map[bool]string{false: "script", true: "remembered"}[remember], func(t *testing.T) {
+			f := newFixture(t, url)
+			if remember {
+				f.s.tokens = newTokenCache()
 			}
-		}()
+			b := f.s.authBatcher()
+			b.inFlight = 2
+			const workers, calls = 32, 50
+			l := store.Limit{Count: 1 << 40, Window: time.Hour}
+			var ok, cancelled atomic.Int64
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range calls {
+						ctx := t.Context()
+						if (w+i)%7 == 0 { // some callers give up early
+							c, cancel := context.WithTimeout(ctx, time.Duration(i%3)*50*time.Microsecond)
+							defer cancel()
+							ctx = c
+						}
+						_, st, err := f.s.Authenticate(ctx, f.id, "at1", l)
+						switch {
+						case err == nil && st.Allowed:
+							ok.Add(1)
+						case errors.Is(err, context.DeadlineExceeded):
+							cancelled.Add(1)
+						default:
+							t.Errorf("Authenticate: %+v, %v", st, err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			idle(t, b)
+			n := windowCount(t, f, l)
+			// A call may be counted and still miss its deadline, so the
+			// count lies between the calls answered and the calls made.
+			if n < ok.Load() || n > ok.Load()+cancelled.Load() {
+				t.Errorf("count %d, want between %d answered and %d made", n, ok.Load(), ok.Load()+cancelled.Load())
+			}
+			if ok.Load()+cancelled.Load() != workers*calls {
+				t.Errorf("%d answered + %d cancelled, want %d", ok.Load(), cancelled.Load(), workers*calls)
+			}
+		})
 	}
-	wg.Wait()
-	idle(t, b)
-	n, err := f.c.HGet(t.Context(), defaultKeys.counter(f.id), "n").Int64()
+}
+
+// windowCount is the count of the fixture's grant in l's current window.
+func windowCount(t *testing.T, f *fixture, l store.Limit) int64 {
+	t.Helper()
+	w := l.Window.Milliseconds()
+	m := counterMember("c", w, floorDiv(f.clk.Now().UnixMilli(), w))
+	n, err := f.c.ZScore(t.Context(), defaultKeys.counter(f.id), m).Result()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("ZSCORE %s: %v", m, err)
 	}
-	// A call may be counted and still miss its deadline, so the counter
-	// lies between the calls answered and the calls made.
-	if n < ok.Load() || n > ok.Load()+cancelled.Load() {
-		t.Errorf("counter %d, want between %d answered and %d made", n, ok.Load(), ok.Load()+cancelled.Load())
-	}
-	if ok.Load()+cancelled.Load() != workers*calls {
-		t.Errorf("%d answered + %d cancelled, want %d", ok.Load(), cancelled.Load(), workers*calls)
-	}
+	return int64(n)
 }
 
 func TestBatchContext(t *testing.T) {
@@ -431,7 +449,7 @@ func TestBatchContext(t *testing.T) {
 
 // TestAuthenticateScriptConstants: luaAuthenticate spells gcMargin out.
 func TestAuthenticateScriptConstants(t *testing.T) {
-	if got := strings.Count(luaAuthenticate, "+ "+strconv.Itoa(gcMargin)+") -- gc(), gcMargin"); got != 1 {
+	if got := strings.Count(luaAuthenticate, "+ "+strconv.Itoa(gcMargin)+" -- gc(), gcMargin"); got != 1 {
 		t.Errorf("luaAuthenticate spells gcMargin %d out %d times, want 1", gcMargin, got)
 	}
 }

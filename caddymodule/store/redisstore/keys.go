@@ -29,7 +29,7 @@ func (s *Store) k() keyspace {
 // Key layout (docs/architecture.md). Everything of a grant shares the
 // "{<grant>}" hash tag; the grant's hash holds its tokens too (scripts.go).
 func (k keyspace) grant(grantID string) string   { return string(k) + "{" + grantID + "}:grant" }
-func (k keyspace) counter(grantID string) string { return string(k) + "{" + grantID + "}:rl" }
+func (k keyspace) counter(grantID string) string { return string(k) + "{" + grantID + "}:rc" }
 func (k keyspace) code(grantID, digest string) string {
 	return string(k) + "{" + grantID + "}:code:" + digest
 }
@@ -61,7 +61,7 @@ func (k keyspace) subject(subject string) string {
 func (k keyspace) auth(grantID string) []string {
 	const (
 		grant = "}:grant"
-		rl    = "}:rl"
+		rl    = "}:rc"
 	)
 	var b strings.Builder
 	b.Grow(2*(len(k)+1+len(grantID)) + len(grant) + len(rl))

@@ -32,6 +32,7 @@ type Store struct {
 	queue   string       // the webhook queue's hash tag, "" for the default (events.go)
 	keys    keyspace     // the key prefix, "" for the default (keys.go)
 	auth    *authBatcher // batches concurrent Authenticate calls (batch.go)
+	tokens  *tokenCache  // access tokens Authenticate remembers (tokencache.go)
 }
 
 // New returns a Store for a redis:// or rediss:// URL, e.g.
@@ -59,6 +60,7 @@ func NewFromClient(c redis.UniversalClient, now func() time.Time) *Store {
 	}
 	s := &Store{client: c, now: now, scripts: newScripts()}
 	s.auth = newAuthBatcher(c, s.scripts.authenticate)
+	s.tokens = newTokenCache()
 	return s
 }
 

@@ -381,14 +381,22 @@ extend(KEYS[1], gexp, putpair(KEYS[1], k, ARGV, 4), now)
 return 1
 `
 
-// luaAuthenticate is the hot path: 0 when the token or its grant is not
-// live, else {record, count, allowed, window end}; count is -1 when nothing
-// was counted (no budget). The budget is ARGV's, or the token's own when
-// ARGV's count is 0. As the window then is only known here, the counter is
-// one key per grant holding the window index, rather than a key per window
-// (whose name the script would have to make up, undeclared). It is only
-// incremented while under the limit, so a client hammering an exhausted
-// budget does not push the count (and a later Refund) past the limit.
+// luaAuthenticate is the authoritative token check (authenticate.go runs
+// it on a token's first use by this gateway, and whenever the cheaper
+// check of a remembered token cannot decide): 0 when the token or its
+// grant is not live, else {record, count, allowed, window end, slot};
+// count is -1 when nothing was counted (no budget). The budget is ARGV's,
+// or the token's own when ARGV's count is 0. It only counts while under
+// the limit, so a client hammering an exhausted budget does not push the
+// count (and a later Refund) past the limit.
+//
+// The counter is a sorted set per grant whose members are named by the
+// budget's window and window index: "c<window ms>:<index>" holds the count
+// and "r<window ms>:<index>" the refunds of that window. Naming the window
+// in the member lets the remembered-token check count with one ZADD XX
+// INCR, which cannot create a member (or the key): only this script, which
+// has checked the token, opens a window's count, and clears the members
+// of windows that have ended when it does.
 //
 // The token, its grant and its budget are one HMGET of one hash. The
 // record's short fields are prefixed by their lengths as bytes (record.go,
@@ -396,28 +404,28 @@ return 1
 // much as the HMGET. It runs without luaPrelude, spelling out gc()
 // instead: defining the prelude's closures on every call costs Redis ~4% of
 // this script's CPU.
-//
-// KEYS: grant, counter. ARGV: now, limit count, window ms, access digest.
 const luaAuthenticate = `
-local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
+local grant_key, counter_key = KEYS[1], KEYS[2]
+local now, limit, window, digest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local g = redis.call('HMGET', grant_key, 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
 local x, lc, lw, pair, sc = g[2], g[5], g[6], g[9], g[10]
-if g[1] ~= ARGV[4] then
+local s = ''
+if g[1] ~= digest then
   -- Not slot 0's: look in the others only now, as a field the listpack
   -- lacks costs a scan of all of it.
-  local o = redis.call('HMGET', KEYS[1], 'a1', 'a2', 'a3') -- pairSlots
-  local s
+  local o = redis.call('HMGET', grant_key, 'a1', 'a2', 'a3') -- pairSlots
+  s = nil
   for k = 1, 3 do
-    if o[k] == ARGV[4] then s = tostring(k); break end
+    if o[k] == digest then s = tostring(k); break end
   end
   if not s then return 0 end
-  local t = redis.call('HMGET', KEYS[1], 'ax' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'as' .. s)
+  local t = redis.call('HMGET', grant_key, 'ax' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'as' .. s)
   x, lc, lw, pair, sc = t[1], t[2], t[3], t[4], t[5]
 end
 local texp, gexp = tonumber(x), tonumber(g[3])
 if not texp or texp <= now or not gexp or gexp <= now then return 0 end
 if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
-  redis.call('HSET', KEYS[1], 'u', now)
+  redis.call('HSET', grant_key, 'u', now)
 end
 lc, lw, pair = lc or '0', lw or '0', pair or ''
 local cid, sub, rec = g[7], g[8]
@@ -427,43 +435,49 @@ else
   rec = 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair ..
     #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 end
-local limit, w = tonumber(ARGV[2]), tonumber(ARGV[3])
-if limit <= 0 then limit, w = tonumber(lc), tonumber(lw) end
-if limit <= 0 or w <= 0 then return {rec, -1, 1, 0} end
-local idx = math.floor(now / w)
-local reset = (idx + 1) * w
-local c = redis.call('HMGET', KEYS[2], 'i', 'n')
-local n = 0
-if tonumber(c[1]) == idx then n = tonumber(c[2]) or 0 end
-if n >= limit then return {rec, n, 0, reset} end
-if n == 0 then
-  redis.call('HSET', KEYS[2], 'i', idx, 'n', 1)
-  redis.call('PEXPIRE', KEYS[2], reset - now + 60000) -- gc(), gcMargin
-  n = 1
-else
-  n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+if limit <= 0 then limit, window = tonumber(lc), tonumber(lw) end
+if limit <= 0 or window <= 0 then return {rec, -1, 1, 0, s} end
+local idx = math.floor(now / window)
+local reset = (idx + 1) * window
+local member = string.format('%d:%d', window, idx) -- counterMember
+local n = tonumber(redis.call('ZSCORE', counter_key, 'c' .. member))
+if n == nil then
+  -- The window's first call: drop the members of windows that ended.
+  for _, m in ipairs(redis.call('ZRANGE', counter_key, 0, -1)) do
+    local w, i = string.match(m, '^[cr](%d+):(-?%d+)$')
+    if not w or math.floor(now / tonumber(w)) ~= tonumber(i) then
+      redis.call('ZREM', counter_key, m)
+    end
+  end
+  redis.call('ZADD', counter_key, 1, 'c' .. member)
+  local ttl = reset - now + 60000 -- gc(), gcMargin
+  if redis.call('PTTL', counter_key) < ttl then
+    redis.call('PEXPIRE', counter_key, ttl)
+  end
+  return {rec, 1, 1, reset, s}
 end
-return {rec, n, 1, reset}
+if n >= limit then return {rec, n, 0, reset, s} end
+n = tonumber(redis.call('ZINCRBY', counter_key, 1, 'c' .. member))
+return {rec, n, 1, reset, s}
 `
 
-// luaRefund takes one request back from the counter, if it still counts
-// the window the caller means, is above 0, and fewer than the budget's
-// count of refunds were given in that window; it returns 1 when it did.
-// The refunds are counted in the counter's own hash (fields ri, the window
-// index they belong to, and r), so they share its key, its hash tag and
-// its expiry, and the hot-path script need not know of them: a new window
-// leaves a stale ri, which reads as no refunds yet.
+// luaRefund takes one request back from the count of the window the
+// caller means, if it is above 0 and fewer than the budget's count of
+// refunds were given in that window; it returns 1 when it did. The refunds
+// are the window's "r" member of the counter (luaAuthenticate), so they
+// end with the window.
 //
-// KEYS: counter. ARGV: window index, budget count (the refund cap).
+// KEYS: counter. ARGV: counterMember of the window, budget count (the
+// refund cap).
 const luaRefund = `
-local c = redis.call('HMGET', KEYS[1], 'i', 'n', 'ri', 'r')
-local idx = tonumber(ARGV[1])
-if tonumber(c[1]) ~= idx or (tonumber(c[2]) or 0) <= 0 then return 0 end
-local r = 0
-if tonumber(c[3]) == idx then r = tonumber(c[4]) or 0 end
-if r >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], 'n', -1)
-redis.call('HSET', KEYS[1], 'ri', idx, 'r', r + 1)
+local counter_key = KEYS[1]
+local member, cap = ARGV[1], tonumber(ARGV[2])
+local n = tonumber(redis.call('ZSCORE', counter_key, 'c' .. member))
+if not n or n <= 0 then return 0 end
+local r = tonumber(redis.call('ZSCORE', counter_key, 'r' .. member)) or 0
+if r >= cap then return 0 end
+redis.call('ZINCRBY', counter_key, -1, 'c' .. member)
+redis.call('ZADD', counter_key, r + 1, 'r' .. member)
 return 1
 `
 

@@ -1,0 +1,126 @@
+package redisstore
+
+import (
+	"sync"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// Remembered tokens (docs/architecture.md, "The API hot path").
+//
+// What luaAuthenticate reads about an access token besides its liveness
+// (client, subject, scopes, expiry, budget, pair slot) never changes while
+// the token lives: a pair is written whole and replaced whole. So once
+// the script has vouched for a token, the gateway keeps that record in
+// process, and later calls only ask Redis whether the token is still its
+// slot's and the grant still live, and count the call (checkRemembered):
+// one HMGET and one ZADD XX INCR, about a third of the script's Redis CPU,
+// and no record to encode in Redis or decode here. Liveness is still
+// asked of Redis on every call, so a revocation or rotation on any
+// instance is refused on the very next request, as before.
+//
+// Only tokens the script accepted are remembered, so a caller cannot make
+// the cache grow with forged tokens; it is also bounded (tokenCacheMax),
+// and entries go when their token expires or is found dead.
+
+// tokenCacheMax bounds the remembered tokens per store: about 300 bytes
+// each, so at most ~20 MB, for more live tokens per gateway than one
+// instance serves in a token lifetime in practice. Past it, an arbitrary
+// entry makes room: a forgotten token only costs one script call.
+const tokenCacheMax = 1 << 16
+
+// recheckEvery is how often (ms) the script, rather than the cheaper
+// check, runs for a remembered token, so that its grant's last_used (which
+// only the script writes) stays within lastUsedGranularity plus this of
+// the truth.
+const recheckEvery = lastUsedGranularity / 2
+
+// remembered is one token the script accepted. It is never modified, so
+// readers need no lock; Token's slices are shared and read-only.
+type remembered struct {
+	tok     store.Token
+	field   string // the slot's access digest field in the grant hash: a, a1, a2 or a3
+	checked int64  // when the script last vouched for it (ms)
+}
+
+// tokenCache is the remembered tokens of one Store. A nil *tokenCache
+// remembers nothing (tests of the script path use one).
+type tokenCache struct {
+	max int // tokenCacheMax, smaller in tests
+	mu  sync.RWMutex
+	m   map[string]*remembered // by access token digest
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{max: tokenCacheMax, m: make(map[string]*remembered)}
+}
+
+func (c *tokenCache) get(digest string) *remembered {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	e := c.m[digest]
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *tokenCache) put(digest string, e *remembered, now int64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[digest]; !ok && len(c.m) >= c.max {
+		c.evict(now)
+	}
+	c.m[digest] = e
+}
+
+// evict makes room for one entry: it drops expired tokens among the first
+// few it meets (Go's map order is random), else the first it met.
+func (c *tokenCache) evict(now int64) {
+	const look = 16
+	var first string
+	n, dropped := 0, false
+	for d, e := range c.m {
+		if n == 0 {
+			first = d
+		}
+		if e.tok.ExpiresAt.UnixMilli() <= now {
+			delete(c.m, d)
+			dropped = true
+		}
+		if n++; n == look {
+			break
+		}
+	}
+	if !dropped {
+		delete(c.m, first)
+	}
+}
+
+// forget drops digest's entry if it is still e (a newer one is kept).
+func (c *tokenCache) forget(digest string, e *remembered) {
+	c.mu.Lock()
+	if c.m[digest] == e {
+		delete(c.m, digest)
+	}
+	c.mu.Unlock()
+}
+
+// slotField is the access digest field of the slot the script names ("",
+// "1", "2", "3"), without allocating.
+func slotField(s string) (string, bool) {
+	switch s {
+	case "":
+		return "a", true
+	case "1":
+		return "a1", true
+	case "2":
+		return "a2", true
+	case "3":
+		return "a3", true
+	}
+	return "", false
+}
