@@ -60,6 +60,7 @@ func userGrants(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	r = auditRequest(r)
 	if len(parts) == 2 {
 		return a.listUserGrants(w, r, subject)
 	}
@@ -95,7 +96,7 @@ func (a *App) listUserGrants(w http.ResponseWriter, r *http.Request, subject str
 			GrantedAt: g.CreatedAt.UTC(), LastUsedAt: g.LastUsedAt.UTC(),
 		})
 	}
-	a.audit.Info("grants listed by operator", zap.String("subject", subject), zap.Int("grants", len(out)))
+	a.auditEvent(r.Context(), auditGrantsListed, zap.String("subject", subject), zap.Int("grants", len(out)))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(out)
@@ -103,7 +104,7 @@ func (a *App) listUserGrants(w http.ResponseWriter, r *http.Request, subject str
 
 // revokeUserGrant ends subject's grant to clientID exactly as the user's
 // Disconnect button does: user.consent.revoked queued first, then every
-// token revoked, then the audit entry (README "Webhooks").
+// token revoked, then the audit entry (README "Webhooks", "Audit log").
 func (a *App) revokeUserGrant(w http.ResponseWriter, r *http.Request, subject, clientID string) error {
 	if a.Client(clientID) == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such client in the running config")}

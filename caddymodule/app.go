@@ -240,7 +240,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // that needs it (with a 503), not the config load.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.audit = a.logger.Named("audit")
+	a.audit = newAuditLogger(a.logger)
 	a.formKeyCache = new(atomic.Pointer[[]byte])
 	a.formKeyChecked = new(atomic.Int64)
 	if a.now == nil {
@@ -362,6 +362,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxAge:   time.Duration(a.WebhookMaxAge),
 		Now:      a.now,
 		Logger:   a.logger.Named("webhook"),
+		GaveUp:   a.auditWebhookGivenUp,
 	}
 	return nil
 }

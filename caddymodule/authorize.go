@@ -231,7 +231,7 @@ func (h *Authorize) submitLogin(w http.ResponseWriter, r *http.Request, tx strin
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form is incomplete."))
 		return
 	}
-	res, err := a.signIn(w, r, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	res, err := a.signIn(w, r, users, p.ClientID, r.PostForm.Get("username"), r.PostForm.Get("password"))
 	if err != nil {
 		h.unavailable(w, err)
 		return
@@ -241,7 +241,6 @@ func (h *Authorize) submitLogin(w http.ResponseWriter, r *http.Request, tx strin
 		return
 	}
 	p.Subject, p.Session = res.Subject, res.Session
-	a.audit.Info("sign-in", zap.String("subject", res.Subject), zap.String("client_id", p.ClientID))
 	h.show(w, r, p, http.StatusOK)
 }
 
@@ -271,7 +270,7 @@ func (h *Authorize) decide(w http.ResponseWriter, r *http.Request, p *pending, d
 		return
 	}
 	if decision != "allow" {
-		a.audit.Info("consent denied", zap.String("subject", p.Subject), zap.String("client_id", p.ClientID))
+		a.auditEvent(r.Context(), auditConsentDenied, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes))
 		h.redirect(w, p, url.Values{"error": {oauth.AccessDenied}, "error_description": {"The user denied access."}})
 		return
 	}
@@ -280,10 +279,8 @@ func (h *Authorize) decide(w http.ResponseWriter, r *http.Request, p *pending, d
 		h.unavailable(w, err)
 		return
 	}
-	a.audit.Info("consent granted",
-		zap.String("subject", p.Subject),
-		zap.String("client_id", p.ClientID),
-		zap.Strings("scopes", p.Scopes))
+	a.auditEvent(r.Context(), auditConsentGranted, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes))
+	a.auditEvent(r.Context(), auditCodeIssued, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes), auditDigest("code_digest", oauth.Digest(code)))
 	h.redirect(w, p, url.Values{"code": {code}})
 }
 

@@ -130,11 +130,7 @@ func (h *Connections) login(w http.ResponseWriter, r *http.Request) (signInResul
 	if !ok {
 		return signInResult{Msg: "Signing in is not expected here.", Status: http.StatusBadRequest}, nil
 	}
-	res, err := a.signIn(w, r, users, r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if err == nil && res.Subject != "" {
-		a.audit.Info("sign-in", zap.String("subject", res.Subject), zap.String("page", "connections"))
-	}
-	return res, err
+	return a.signIn(w, r, users, "", r.PostForm.Get("username"), r.PostForm.Get("password"))
 }
 
 // connection is one row of the page.
@@ -201,8 +197,7 @@ func (a *App) disconnect(ctx context.Context, subject, clientID, by string) erro
 	if _, err := a.store.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("revoking grant: %w", err)
 	}
-	a.audit.Info("grant disconnected by "+by,
-		zap.String("grant", grantID), zap.String("client_id", clientID), zap.String("subject", subject))
+	a.auditEvent(ctx, auditGrantDisconnected, auditGrant(grantID, clientID, subject), zap.String("by", by), zap.Strings("scopes", g.Scopes))
 	return nil
 }
 

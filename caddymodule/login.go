@@ -42,16 +42,18 @@ type signInResult struct {
 
 // signIn checks a sign-in form under the throttle and, on success, starts
 // a new session (a new id, so that an id planted before sign-in is
-// worthless after it: session fixation).
-func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthenticator, username, password string) (signInResult, error) {
+// worthless after it: session fixation). clientID is the client of the
+// authorization request, "" on the connections page.
+func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthenticator, clientID, username, password string) (signInResult, error) {
 	ctx := r.Context()
 	userKey := signInUserKey(username)
-	if res, err := a.reserveSignIn(ctx, signInAddressKey(r), userKey); res.Msg != "" || err != nil {
+	who := auditSignIn(clientID, knownUser(users, username))
+	if res, err := a.reserveSignIn(ctx, signInAddressKey(r), userKey, who); res.Msg != "" || err != nil {
 		return res, err
 	}
 	subject, ok := users.Login(username, password)
 	if !ok {
-		a.logger.Info("sign-in failed")
+		a.auditEvent(ctx, auditSignInFailed, who)
 		return signInResult{Msg: "The username or password is not right.", Status: http.StatusUnauthorized}, nil
 	}
 	if err := a.store.ClearFailures(ctx, userKey, a.signInLimit.Window); err != nil {
@@ -64,6 +66,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthe
 	if err != nil {
 		return signInResult{}, err
 	}
+	a.auditEvent(ctx, auditSignInSucceeded, auditSignIn(clientID, subject))
 	return signInResult{Subject: subject, Session: digest}, nil
 }
 
@@ -71,15 +74,16 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthe
 // the username, each in one atomic store step, and refuses it (a message
 // and 429) when either is over its limit. An attempt refused for its
 // address is not counted against the username, so one noisy address
-// cannot lock an account by itself beyond its own limit.
-func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string) (signInResult, error) {
+// cannot lock an account by itself beyond its own limit. who names the
+// attempt in the audit log.
+func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string, who zap.Field) (signInResult, error) {
 	for _, c := range [...]struct {
-		key   string
-		limit store.Limit
-		msg   string
+		key, by string
+		limit   store.Limit
+		msg     string
 	}{
-		{addrKey, a.signInAddressLimit, "Too many sign-in attempts from your network."},
-		{userKey, a.signInLimit, "Too many failed sign-ins for this account."},
+		{addrKey, "address", a.signInAddressLimit, "Too many sign-in attempts from your network."},
+		{userKey, "username", a.signInLimit, "Too many failed sign-ins for this account."},
 	} {
 		if c.key == "" || c.limit.Count == 0 {
 			continue
@@ -89,7 +93,7 @@ func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string) (signI
 			return signInResult{}, fmt.Errorf("counting a sign-in attempt: %w", err)
 		}
 		if n > c.limit.Count {
-			a.logger.Warn("sign-in throttled", zap.String("by", strings.SplitN(c.key, ":", 2)[0]), zap.Time("until", reset))
+			a.auditEvent(ctx, auditSignInThrottled, who, zap.String("limit", c.by), zap.Time("until", reset))
 			wait := max(time.Minute, reset.Sub(a.now()).Round(time.Minute))
 			return signInResult{
 				Msg:    fmt.Sprintf("%s Try again in %d minutes.", c.msg, int(wait/time.Minute)),

@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/caddymodule/oauth"
 	"github.com/tollgate/tollgate/caddymodule/store"
@@ -84,9 +83,7 @@ func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 	if _, err := a.store.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return a.storeFailed("revoking grant", err)
 	}
-	a.audit.Info("grant revoked by client",
-		zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", t.Subject),
-		zap.String("token_digest", t.Digest))
+	a.auditEvent(ctx, auditTokenRevoked, auditGrant(grantID, client.ID, t.Subject), auditTokenType(kind), auditDigest("token_digest", oauth.Digest(tok)))
 	return nil
 }
 

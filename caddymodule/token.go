@@ -102,8 +102,7 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 	c, err := a.store.ConsumeCode(ctx, grantID, codeDigest)
 	switch {
 	case errors.Is(err, store.ErrCodeReplayed):
-		a.audit.Warn("authorization code replayed; grant revoked",
-			zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("code_digest", codeDigest))
+		a.auditEvent(ctx, auditCodeReplayed, auditGrant(grantID, client.ID, ""), auditDigest("code_digest", codeDigest))
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was already used; tokens issued from it are revoked")
 	case errors.Is(err, store.ErrNotFound):
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
@@ -136,9 +135,7 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 	case err != nil:
 		return nil, a.storeFailed("issuing tokens", err)
 	}
-	a.audit.Info("tokens issued",
-		zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", c.Subject),
-		zap.String("access_digest", pair.Access.Digest), zap.String("refresh_digest", pair.Refresh.Digest))
+	a.auditEvent(ctx, auditTokensIssued, auditGrant(grantID, client.ID, c.Subject), zap.String("grant_type", "authorization_code"), zap.Strings("scopes", c.Scopes), auditDigest("code_digest", codeDigest), auditPair(pair))
 	return resp, nil
 }
 
@@ -183,10 +180,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	case err != nil:
 		return nil, a.storeFailed("rotating tokens", err)
 	}
-	a.audit.Info("tokens refreshed",
-		zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", old.Subject),
-		zap.String("old_refresh_digest", oauth.Digest(rt)), zap.String("access_digest", pair.Access.Digest),
-		zap.String("refresh_digest", pair.Refresh.Digest))
+	a.auditEvent(ctx, auditTokensRefreshed, auditGrant(grantID, client.ID, old.Subject), zap.String("grant_type", "refresh_token"), zap.Strings("scopes", scopes), auditDigest("old_refresh_digest", oauth.Digest(rt)), auditPair(pair))
 	return resp, nil
 }
 
@@ -201,9 +195,7 @@ func (a *App) refreshNotFound(ctx context.Context, client *oauth.Client, grantID
 	g, err := a.store.CheckReuse(ctx, grantID, digest, time.Duration(a.RefreshReuseGrace))
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
-		a.audit.Warn("rotated refresh token reused; grant revoked",
-			zap.String("grant", grantID), zap.String("client_id", client.ID), zap.String("subject", g.Subject),
-			zap.String("refresh_digest", digest))
+		a.auditEvent(ctx, auditRefreshReused, auditGrant(grantID, client.ID, g.Subject), auditDigest("refresh_digest", digest))
 		return oauth.Errorf(oauth.InvalidGrant, "the refresh token was already used; the connection has been revoked and the user must authorize again")
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return a.storeFailed("checking refresh token reuse", err)

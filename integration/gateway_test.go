@@ -41,6 +41,9 @@ type gatewayConfig struct {
 	// appLines are lines added to the tollgate block verbatim, e.g.
 	// "sign_in_address_limit 5/15m".
 	appLines []string
+	// globalLines are lines added to the global options block verbatim,
+	// e.g. a `log` block.
+	globalLines []string
 
 	// The settings the example reads from the environment, passed to
 	// the process as such ("" leaves the variable unset: the default).
@@ -112,7 +115,7 @@ func startGatewayOn(t *testing.T, storeKind, storeURL string, cfg gatewayConfig)
 func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	t.Helper()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
-	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && len(cfg.appLines) == 0 {
+	if cfg.codeLifetime == "" && cfg.accessTokenLifetime == "" && cfg.refreshTokenLifetime == "" && cfg.refreshReuseGrace == "" && len(cfg.appLines) == 0 && len(cfg.globalLines) == 0 {
 		return example
 	}
 	raw, err := os.ReadFile(example)
@@ -138,6 +141,10 @@ func writeConfig(t *testing.T, cfg gatewayConfig) string {
 	}
 	for _, line := range cfg.appLines {
 		replace(anchor, anchor+"\n\t\t"+line)
+	}
+	const globalAnchor = "admin {$TOLLGATE_ADMIN:localhost:2019}"
+	for _, line := range cfg.globalLines {
+		replace(globalAnchor, globalAnchor+"\n\t"+line)
 	}
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {

@@ -65,12 +65,7 @@ func (c *cluster) name(gw *gateway) string {
 func (c *cluster) countLog(msg string) int {
 	n := 0
 	for _, gw := range c.gws {
-		for _, line := range strings.Split(gw.output.String(), "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == msg {
-				n++
-			}
-		}
+		n += len(logEntries(gw.output.String(), "", msg))
 	}
 	return n
 }
@@ -485,11 +480,7 @@ func TestInstancesDeliverEachWebhookOnce(t *testing.T) {
 	deliveredBy := map[string][]string{}
 	failedOn := map[string]int{}
 	for _, gw := range c.gws {
-		for _, line := range strings.Split(gw.output.String(), "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(line), &e) != nil {
-				continue
-			}
+		for _, e := range logEntries(gw.output.String(), "", "") {
 			id, _ := e["event_id"].(string)
 			switch e["msg"] {
 			case "webhook delivered":

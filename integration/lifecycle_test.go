@@ -13,7 +13,6 @@ package integration
 // docs/architecture.md §4.4).
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -517,11 +516,8 @@ func waitForLogEntry(t *testing.T, gw *gateway, msg string, timeout time.Duratio
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		for _, line := range strings.Split(gw.output.String(), "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == msg {
-				return e
-			}
+		if es := logEntries(gw.output.String(), "", msg); len(es) > 0 {
+			return es[0]
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the gateway did not log %q within %s; output:\n%s", msg, timeout, tail(gw.output.String(), logTail))

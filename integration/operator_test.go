@@ -384,9 +384,9 @@ func TestAdminListsAndRevokesAUsersGrants(t *testing.T) {
 		got := rcv.waitFor(10*time.Second, "accepted event", func(ds []delivery) bool { return len(accepted(ds)) > 0 })
 		rcv.wantAllSigned()
 		wantConsentRevoked(t, accepted(got)[0], scopes, before, tok.AccessToken, tok.RefreshToken)
-		entry := waitForLogEntry(t, gw, "grant disconnected by operator", 5*time.Second)
-		if entry["client_id"] != clientID || entry["subject"] != username {
-			t.Errorf("audit entry %v, want client_id %s and subject %s", entry, clientID, username)
+		entry := waitForLogEntry(t, gw, "grant_disconnected", 5*time.Second)
+		if entry["client_id"] != clientID || entry["subject"] != username || entry["by"] != "operator" {
+			t.Errorf("audit entry %v, want client_id %s, subject %s and by operator", entry, clientID, username)
 		}
 		if gs, r := listGrants(t, gw, username); len(gs) != 0 || strings.TrimSpace(string(r.body)) != "[]" {
 			t.Fatalf("after the revoke: want an empty list []:\n%s", r)

@@ -19,8 +19,9 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// reuseAuditLine is the gateway's audit message for a detected reuse.
-const reuseAuditLine = "rotated refresh token reused; grant revoked"
+// reuseAuditLine is the gateway's audit event for a detected reuse
+// (README "Audit log").
+const reuseAuditLine = "refresh_token_reused"
 
 // rotate refreshes rt with the raw token endpoint and returns the new pair
 // and when the answer arrived (the rotation happened before it).

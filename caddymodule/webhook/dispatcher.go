@@ -49,6 +49,13 @@ const (
 	DefaultBatch        = 16
 )
 
+// Why an event was given up, as GaveUp is told.
+const (
+	GaveUpMaxAge    = "max_age"    // not delivered within MaxAge
+	GaveUpGone      = "gone"       // the receiver answered 410 Gone
+	GaveUpNoWebhook = "no_webhook" // the client has no webhook any more
+)
+
 // storeTimeout bounds an ack or retry written after the dispatcher was
 // told to stop: the attempt already happened, so recording it is worth a
 // moment of Stop's time, and not more.
@@ -98,6 +105,10 @@ type Dispatcher struct {
 	// Logger receives one line per delivery, failure and abandonment, with
 	// client_id and event_id; never a secret, URL or body. Default: none.
 	Logger *zap.Logger
+	// GaveUp, when set, is called for every event dropped undelivered,
+	// with why (GaveUpMaxAge, GaveUpGone, GaveUpNoWebhook) and how many
+	// attempts were made; the app writes its audit entry from it.
+	GaveUp func(e store.Event, reason string, attempts int)
 
 	setupOnce sync.Once
 	consumer  string
@@ -241,6 +252,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 	if !ok || target == "" || len(secret) == 0 {
 		log.Warn("webhook event dropped: the client has no webhook configured any more")
 		d.ack(ctx, log, e)
+		d.gaveUp(e, GaveUpNoWebhook, e.Attempts)
 		return
 	}
 	status, retryAfter, err := d.attempt(ctx, target, secret, e)
@@ -265,6 +277,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 		// Standard Webhooks: 410 means the receiver wants no more.
 		log.Error("webhook event dropped: the receiver answered 410 Gone", zap.Int("attempt", attempt))
 		d.ack(ctx, log, e)
+		d.gaveUp(e, GaveUpGone, attempt)
 		return
 	}
 	next, abandon := d.schedule(e, attempt, d.now(), retryAfter)
@@ -272,6 +285,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 		log.Error("webhook event abandoned: not delivered within max age",
 			zap.Int("attempts", attempt), zap.Time("created", e.CreatedAt), zap.Duration("max_age", d.maxAge()), outcome)
 		d.ack(ctx, log, e)
+		d.gaveUp(e, GaveUpMaxAge, attempt)
 		return
 	}
 	d.retry(ctx, log, e, next)
@@ -372,6 +386,12 @@ func (d *Dispatcher) rand() float64 {
 		return d.Rand()
 	}
 	return mrand.Float64()
+}
+
+func (d *Dispatcher) gaveUp(e store.Event, reason string, attempts int) {
+	if d.GaveUp != nil {
+		d.GaveUp(e, reason, attempts)
+	}
 }
 
 func (d *Dispatcher) logger() *zap.Logger {

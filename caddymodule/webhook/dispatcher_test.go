@@ -178,6 +178,22 @@ func waitLog(t *testing.T, logs *observer.ObservedLogs, msg string) {
 	waitFor(t, "log "+msg, func() bool { return logs.FilterMessage(msg).Len() > 0 })
 }
 
+// gaveUpCalls records the dispatcher's GaveUp calls as "reason attempts".
+func gaveUpCalls(d *Dispatcher) func() []string {
+	var mu sync.Mutex
+	var calls []string
+	d.GaveUp = func(e store.Event, reason string, attempts int) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, e.ClientID+" "+reason+" "+strconv.Itoa(attempts))
+	}
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), calls...)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -491,6 +507,7 @@ func TestAbandonAfterMaxAge(t *testing.T) {
 	ep.set(r.listen(t, ""), r.secret)
 	core, logs := observer.New(zapcore.DebugLevel)
 	d := newDispatcher(q, ep, clk, zap.New(core), "gw1")
+	gaveUp := gaveUpCalls(d)
 	ctx := t.Context()
 	if err := d.ConsentRevoked(ctx, alice); err != nil {
 		t.Fatal(err)
@@ -527,6 +544,10 @@ func TestAbandonAfterMaxAge(t *testing.T) {
 	if n := queued(t, q, clk); n != 0 {
 		t.Errorf("%d events still queued after abandonment", n)
 	}
+	// The app's audit entry comes from GaveUp, once.
+	if got := gaveUp(); len(got) != 1 || got[0] != "app max_age 73" {
+		t.Errorf("GaveUp calls %q, want one \"app max_age 73\"", got)
+	}
 }
 
 func TestDropped(t *testing.T) {
@@ -538,6 +559,7 @@ func TestDropped(t *testing.T) {
 		ep.set(r.listen(t, ""), r.secret)
 		core, logs := observer.New(zapcore.DebugLevel)
 		d := newDispatcher(q, ep, clk, zap.New(core), "gw1")
+		gaveUp := gaveUpCalls(d)
 		if err := d.ConsentRevoked(t.Context(), alice); err != nil {
 			t.Fatal(err)
 		}
@@ -548,6 +570,9 @@ func TestDropped(t *testing.T) {
 		}
 		if logs.FilterMessage("webhook event dropped: the client has no webhook configured any more").Len() != 1 {
 			t.Errorf("logs = %v", logs.All())
+		}
+		if got := gaveUp(); len(got) != 1 || got[0] != "app no_webhook 0" {
+			t.Errorf("GaveUp calls %q, want one \"app no_webhook 0\"", got)
 		}
 		if n := queued(t, q, clk); n != 0 {
 			t.Errorf("%d events still queued", n)
@@ -563,12 +588,16 @@ func TestDropped(t *testing.T) {
 		ep.set(r.listen(t, ""), r.secret)
 		core, logs := observer.New(zapcore.DebugLevel)
 		d := newDispatcher(q, ep, clk, zap.New(core), "gw1")
+		gaveUp := gaveUpCalls(d)
 		if err := d.ConsentRevoked(t.Context(), alice); err != nil {
 			t.Fatal(err)
 		}
 		d.poll(t.Context())
 		if logs.FilterMessage("webhook event dropped: the receiver answered 410 Gone").Len() != 1 {
 			t.Errorf("logs = %v", logs.All())
+		}
+		if got := gaveUp(); len(got) != 1 || got[0] != "app gone 1" {
+			t.Errorf("GaveUp calls %q, want one \"app gone 1\"", got)
 		}
 		if n := queued(t, q, clk); n != 0 {
 			t.Errorf("%d events still queued", n)
