@@ -3,6 +3,7 @@ package oauth
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -117,7 +118,7 @@ func FuzzParseAuthorize(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, s := range req.Scopes {
-			if seen[s] || !Contains(c.Scopes, s) || !cat.HasScope(s) {
+			if seen[s] || !slices.Contains(c.Scopes, s) || !cat.HasScope(s) {
 				t.Fatalf("accepted scopes %q: duplicate or not allowed for %s", req.Scopes, c.ID)
 			}
 			seen[s] = true
