@@ -99,9 +99,9 @@ func TestParseRateLimit(t *testing.T) {
 		"5000/1h": true, "10/1s": true, "1/90d": true, "": true, "unlimited": true,
 		"5000": false, "0/1h": false, "-1/1h": false, "10/0s": false, "10/500ms": false, "x/1h": false, "10/soon": false,
 	} {
-		l, err := ParseRateLimit(in)
+		l, err := parseRateLimit(in)
 		if (err == nil) != ok {
-			t.Errorf("ParseRateLimit(%q) err = %v, want ok=%v", in, err, ok)
+			t.Errorf("parseRateLimit(%q) err = %v, want ok=%v", in, err, ok)
 		}
 		if in == "5000/1h" && (l.Count != 5000 || l.Window.Hours() != 1) {
 			t.Errorf("5000/1h parsed as %+v", l)

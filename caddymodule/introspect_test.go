@@ -85,7 +85,7 @@ func newTestApp(t *testing.T) (*App, *testClock) {
 			t.Fatal(err)
 		}
 		a.clients[c.ID] = c
-		a.limits[c.ID], _ = ParseRateLimit(cc.RateLimit)
+		a.limits[c.ID], _ = parseRateLimit(cc.RateLimit)
 	}
 	st := memory.New(clk.Now)
 	t.Cleanup(func() { st.Close() })
