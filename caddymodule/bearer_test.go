@@ -59,3 +59,54 @@ func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int, code, s
 		}
 	}
 }
+
+// FuzzBearerToken feeds arbitrary Authorization header values to
+// bearerToken (RFC 6750 §2.1). Properties: a refusal is 400 or 401 with an
+// RFC 6750 §3.1 code or none; a token that is returned is non-empty,
+// has no surrounding whitespace, was sent after a case-insensitive
+// "Bearer " scheme; and only a token without spaces or other characters
+// outside the token format can pass ParseToken and reach the store.
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer tga_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "")
+	f.Add("bearer   tok  ", "")
+	f.Add("Bearer", "")
+	f.Add("Bearer a b", "")
+	f.Add("Basic dXNlcjpwYXNz", "")
+	f.Add("Bearer x", "Bearer y")
+	f.Add("Bearer\ttok", "")
+	f.Add("Bearer \x00\xff", "")
+	f.Fuzz(func(t *testing.T, v1, v2 string) {
+		r := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+		if v1 != "" {
+			r.Header.Add("Authorization", v1)
+		}
+		if v2 != "" {
+			r.Header.Add("Authorization", v2)
+		}
+		tok, aerr := bearerToken(r)
+		if aerr != nil {
+			if tok != "" {
+				t.Fatalf("refusal with a token %q", tok)
+			}
+			switch {
+			case aerr.Status == http.StatusUnauthorized && aerr.Code == "":
+			case aerr.Status == http.StatusBadRequest && aerr.Code == "invalid_request":
+			default:
+				t.Fatalf("refusal %d %q, want 401 without a code or 400 invalid_request (RFC 6750 §3.1)", aerr.Status, aerr.Code)
+			}
+			return
+		}
+		if v1 == "" || v2 != "" {
+			t.Fatalf("token %q accepted from %d Authorization headers", tok, len(r.Header.Values("Authorization")))
+		}
+		if tok == "" || strings.TrimSpace(tok) != tok {
+			t.Fatalf("token %q is empty or has surrounding whitespace", tok)
+		}
+		if len(v1) < 7 || !strings.EqualFold(v1[:7], "Bearer ") || !strings.HasSuffix(strings.TrimSpace(v1), tok) {
+			t.Fatalf("token %q does not come after a Bearer scheme in %q", tok, v1)
+		}
+		if _, _, ok := oauth.ParseToken(tok); ok && strings.ContainsAny(tok, " \t\r\n\x00") {
+			t.Fatalf("token %q with whitespace passes ParseToken", tok)
+		}
+	})
+}

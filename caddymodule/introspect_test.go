@@ -1,156 +1,16 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-
 	"github.com/tollgate/tollgate/caddymodule/oauth"
-	"github.com/tollgate/tollgate/caddymodule/store"
-	"github.com/tollgate/tollgate/caddymodule/store/memory"
-	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
-
-// testClock is the clock of a test app and its memory store.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-const (
-	testIssuer  = "https://api.example.com"
-	testSecret  = "partner-secret"
-	otherSecret = "other-secret"
-)
-
-// newTestApp is a provisioned tollgate app on its own memory store and
-// clock, with two clients: "partner" (budget 2/1h) and "other".
-func newTestApp(t *testing.T) (*App, *testClock) {
-	t.Helper()
-	clk := &testClock{t: time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC)}
-	a := &App{
-		Issuer:               testIssuer,
-		Realm:                "tollgate",
-		AccessTokenLifetime:  caddy.Duration(time.Hour),
-		RefreshTokenLifetime: caddy.Duration(90 * 24 * time.Hour),
-		CodeLifetime:         caddy.Duration(time.Minute),
-		SessionLifetime:      caddy.Duration(defaultSessionLifetime),
-		RefreshReuseGrace:    caddy.Duration(10 * time.Second),
-		Scopes: []Scope{
-			{Name: "profile:read", Description: "Name"},
-			{Name: "seatime:read", Description: "Sea time"},
-		},
-		StoreTimeout:   caddy.Duration(defaultStoreTimeout),
-		logger:         zap.NewNop(),
-		audit:          zap.NewNop(),
-		formKeyCache:   new(atomic.Pointer[[]byte]),
-		formKeyChecked: new(atomic.Int64),
-		now:            clk.Now,
-		rand:           rand.Reader,
-		scopes:         map[string]string{"profile:read": "Name", "seatime:read": "Sea time"},
-		clients:        map[string]*oauth.Client{},
-		limits:         map[string]store.Limit{},
-		targets:        map[string]webhookTarget{},
-	}
-	for _, cc := range []ClientConfig{
-		{ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"}, Scopes: []string{"profile:read", "seatime:read"}, RateLimit: "2/1h"},
-		{ClientID: "other", Secret: otherSecret, RedirectURIs: []string{"https://other.example.com/cb"}, Scopes: []string{"profile:read"}},
-	} {
-		c, err := cc.build(caddy.NewReplacer())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.clients[c.ID] = c
-		a.limits[c.ID], _ = parseRateLimit(cc.RateLimit)
-	}
-	st := memory.New(clk.Now)
-	t.Cleanup(func() { st.Close() })
-	a.store = st
-	// As Provision does; never started, so events stay queued in st.
-	a.webhooks = &webhook.Dispatcher{Queue: st, Endpoint: a.webhookEndpoint, Now: clk.Now, Logger: zap.NewNop()}
-	return a, clk
-}
-
-// testVerifier is the PKCE code_verifier of the codes newCode makes.
-var testVerifier = strings.Repeat("v", 43)
-
-// newCode runs a consent of alice to client, with the S256 challenge of
-// testVerifier and the client's first redirect URI, and returns the code.
-func newCode(t *testing.T, a *App, client string, scopes ...string) string {
-	t.Helper()
-	code, err := a.grantCode(t.Context(), &pending{
-		ClientID: client, RedirectURI: a.clients[client].RedirectURIs[0], Scopes: scopes,
-		Challenge: oauth.S256(testVerifier), Subject: "alice",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code
-}
-
-// issue runs a consent and the token endpoint's code exchange for client
-// and alice, and returns the token response.
-func issue(t *testing.T, a *App, client, secret string, scopes ...string) tokenResponse {
-	t.Helper()
-	w := post(t, &Token{appRef{a}}, "/oauth/token", url.Values{
-		"grant_type": {"authorization_code"}, "code": {newCode(t, a, client, scopes...)},
-		"redirect_uri": {a.clients[client].RedirectURIs[0]}, "code_verifier": {testVerifier},
-		"client_id": {client}, "client_secret": {secret},
-	}, "")
-	if w.Code != http.StatusOK {
-		t.Fatalf("code exchange: %d %s", w.Code, w.Body)
-	}
-	var tr tokenResponse
-	if err := json.Unmarshal(w.Body.Bytes(), &tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
-
-type handler interface {
-	ServeHTTP(http.ResponseWriter, *http.Request, caddyhttp.Handler) error
-}
-
-// post sends a form to h; basic, when not "", is "id:secret" for
-// client_secret_basic.
-func post(t *testing.T, h handler, path string, form url.Values, basic string) *httptest.ResponseRecorder {
-	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if basic != "" {
-		id, secret, _ := strings.Cut(basic, ":")
-		r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	}
-	w := httptest.NewRecorder()
-	if err := h.ServeHTTP(w, r, nil); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
 
 // introspect asks the introspection endpoint about token as partner, by
 // client_secret_post.
@@ -335,27 +195,6 @@ func TestIntrospectStoreFailureIsNotInactive(t *testing.T) {
 	tr := issue(t, a, "partner", testSecret, "profile:read")
 	a.store.Close()
 	wantUnavailable(t, introspect(t, a, tr.AccessToken))
-}
-
-// wantOAuthError checks an RFC 6749 §5.2 JSON error.
-func wantOAuthError(t *testing.T, w *httptest.ResponseRecorder, status int, code string) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status %d, want %d %s: %s", w.Code, status, code, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("Content-Type %q, want application/json", ct)
-	}
-	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q, want no-store", cc)
-	}
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error != code || e.Description == "" {
-		t.Fatalf("body %s, want {error: %q, error_description: …}", w.Body, code)
-	}
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 // newProtect provisions p as a config load does (Provision with a
@@ -329,6 +331,106 @@ func TestProtectRefundsNotModified(t *testing.T) {
 		w := call(tc.inm)
 		if w.Code != http.StatusNotModified || w.Header().Get("X-RateLimit-Remaining") != tc.left {
 			t.Fatalf("If-None-Match %s: %d, remaining %q; want 304 with %s left", tc.inm, w.Code, w.Header().Get("X-RateLimit-Remaining"), tc.left)
+		}
+	}
+}
+
+// Every authenticated response carries X-RateLimit-Limit,
+// X-RateLimit-Remaining and X-RateLimit-Reset (docs/partners.md D48); with
+// rate_limit_headers, also draft-ietf-httpapi-ratelimit-headers-10's
+// RateLimit-Policy and RateLimit.
+func TestRateHeaders(t *testing.T) {
+	now := time.Unix(1_795_622_400, 0)
+	s := store.RateStatus{Limit: 5000, Remaining: 4998, Reset: now.Add(1500 * time.Second), Window: time.Hour, Allowed: true}
+	for _, draft := range []bool{false, true} {
+		a := &App{RateLimitHeaders: draft, now: func() time.Time { return now }}
+		h := http.Header{}
+		a.rateHeaders(h, s)
+		if h.Get("X-RateLimit-Limit") != "5000" || h.Get("X-RateLimit-Remaining") != "4998" || h.Get("X-RateLimit-Reset") != "1795623900" {
+			t.Fatalf("X-RateLimit-*: %v", h)
+		}
+		if draft {
+			if h.Get("RateLimit-Policy") != `"grant";q=5000;w=3600` || h.Get("RateLimit") != `"grant";r=4998;t=1500` {
+				t.Fatalf("draft fields: %v", h)
+			}
+		} else if h.Get("RateLimit") != "" || h.Get("RateLimit-Policy") != "" {
+			t.Fatalf("draft fields sent without rate_limit_headers: %v", h)
+		}
+	}
+	h := http.Header{}
+	(&App{}).rateHeaders(h, store.RateStatus{Allowed: true})
+	if len(h) != 0 {
+		t.Fatalf("an unlimited grant got budget headers: %v", h)
+	}
+}
+
+// RFC 6750 §3.1: a request using "more than one method" to send the token
+// is invalid_request; the names are judged after decoding, and what does
+// not decode is refused, not passed unchecked.
+func TestTokenElsewhere(t *testing.T) {
+	form := "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name, target, ctype, body string
+		want                      string // "" ok, else the detail's start
+	}{
+		{"no query", "/v1/me", "", "", ""},
+		{"ordinary query", "/v1/me?page=2&sort=asc", "", "", ""},
+		{"access_token", "/v1/me?access_token=t", "", "", "send the access token"},
+		{"percent-encoded name", "/v1/me?access%5Ftoken=t", "", "", "send the access token"},
+		{"fully encoded name", "/v1/me?%61%63%63%65%73%73%5f%74%6f%6b%65%6e=t", "", "", "send the access token"},
+		{"other case", "/v1/me?Access_Token=t", "", "", "send the access token"},
+		{"repeated", "/v1/me?x=1&access_token=a&access_token=b", "", "", "send the access token"},
+		{"padded name", "/v1/me?access_token%20=t", "", "", "send the access token"},
+		{"bad escape in query", "/v1/me?access_token=t&x=%zz", "", "", "the query cannot be parsed"},
+		{"semicolon in query", "/v1/me?x=1;access_token=t", "", "", "the query cannot be parsed"},
+		{"other access name", "/v1/me?access_level=2", "", "", ""},
+		{"form body", "/v1/me", form, "access_token=t", "send the access token"},
+		{"form body with a bad escape", "/v1/me", form, "access_token=t&x=%zz", "the form body cannot be parsed"},
+		{"encoded name in form body", "/v1/me", form, "access%5ftoken=t", "send the access token"},
+		{"form body, malformed content type", "/v1/me", form + "; charset", "access_token=t", "send the access token"},
+		{"form body, upper-case content type", "/v1/me", "Application/X-WWW-Form-Urlencoded", "ACCESS_TOKEN=t", "send the access token"},
+		{"ordinary form body", "/v1/me", form, "a=1&b=2", ""},
+		{"json body", "/v1/me", "application/json", `{"access_token":"t"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r *http.Request
+			if tc.body == "" {
+				r = httptest.NewRequest(http.MethodGet, tc.target, nil)
+			} else {
+				r = httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
+				r.Header.Set("Content-Type", tc.ctype)
+			}
+			got := tokenElsewhere(r)
+			switch {
+			case tc.want == "" && got != nil:
+				t.Fatalf("refused: %+v", got)
+			case tc.want != "" && (got == nil || got.Status != http.StatusBadRequest || got.Code != "invalid_request" || !strings.HasPrefix(got.Detail, tc.want)):
+				t.Fatalf("got %+v, want 400 invalid_request %q…", got, tc.want)
+			}
+			if tc.body != "" {
+				if b, _ := io.ReadAll(r.Body); string(b) != tc.body {
+					t.Fatalf("body left for the proxy = %q, want %q", b, tc.body)
+				}
+			}
+		})
+	}
+	r := httptest.NewRequest(http.MethodGet, "/v1/me?page=2&sort=asc", nil)
+	if n := testing.AllocsPerRun(100, func() { tokenElsewhere(r) }); n != 0 {
+		t.Errorf("tokenElsewhere allocates %v times for an ordinary query", n)
+	}
+}
+
+// Methods are compared with r.Method byte for byte, so a lower-case or
+// malformed one would lock every partner out: it fails the load.
+func TestCheckMethods(t *testing.T) {
+	for _, ok := range [][]string{nil, {"GET"}, {"GET", "HEAD"}, {"PROPFIND", "M-SEARCH"}} {
+		if err := checkMethods(ok); err != nil {
+			t.Errorf("checkMethods(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range [][]string{{""}, {"get"}, {"Get"}, {"GET", "GET"}, {"GET,HEAD"}, {"GET HEAD"}, {"GÉT"}} {
+		if err := checkMethods(bad); err == nil {
+			t.Errorf("checkMethods(%q) accepted", bad)
 		}
 	}
 }

@@ -315,3 +315,39 @@ func wantUnavailable(t *testing.T, w *httptest.ResponseRecorder) {
 		t.Errorf("503 with Retry-After %q, want 5", ra)
 	}
 }
+
+// testVerifier is the PKCE code_verifier of the codes newCode makes.
+var testVerifier = strings.Repeat("v", 43)
+
+// newCode runs a consent of alice to client, with the S256 challenge of
+// testVerifier and the client's first redirect URI, and returns the code.
+func newCode(t *testing.T, a *App, client string, scopes ...string) string {
+	t.Helper()
+	code, err := a.grantCode(t.Context(), &pending{
+		ClientID: client, RedirectURI: a.clients[client].RedirectURIs[0], Scopes: scopes,
+		Challenge: oauth.S256(testVerifier), Subject: "alice",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// issue runs a consent and the token endpoint's code exchange for client
+// and alice, and returns the token response.
+func issue(t *testing.T, a *App, client, secret string, scopes ...string) tokenResponse {
+	t.Helper()
+	w := post(t, &Token{appRef{a}}, "/oauth/token", url.Values{
+		"grant_type": {"authorization_code"}, "code": {newCode(t, a, client, scopes...)},
+		"redirect_uri": {a.clients[client].RedirectURIs[0]}, "code_verifier": {testVerifier},
+		"client_id": {client}, "client_secret": {secret},
+	}, "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("code exchange: %d %s", w.Code, w.Body)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
