@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/oauth"
 	"github.com/tollgate/tollgate/caddymodule/store"
 	"github.com/tollgate/tollgate/caddymodule/store/memory"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
 
@@ -87,24 +87,6 @@ func TestParseRateLimit(t *testing.T) {
 	}
 }
 
-// testClock is the clock of a test app and its memory store.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const (
 	testIssuer  = "https://api.example.com"
 	testSecret  = "partner-secret"
@@ -112,10 +94,11 @@ const (
 )
 
 // newTestApp is a provisioned tollgate app on its own memory store and
-// clock, with two clients: "partner" (budget 2/1h) and "other".
-func newTestApp(t *testing.T) (*App, *testClock) {
+// clock, with two clients: "partner" (budget 2/1h) and "other". The clock
+// stands at the start of an hour, so a budget's window starts with it.
+func newTestApp(t *testing.T) (*App, *storetest.Clock) {
 	t.Helper()
-	clk := &testClock{t: time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC)}
+	clk := storetest.NewClock()
 	a := &App{
 		Issuer:               testIssuer,
 		Realm:                "tollgate",

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 )
 
 // newProtect provisions p as a config load does (Provision with a
@@ -103,66 +104,66 @@ func TestProtectRefusals(t *testing.T) {
 		name string
 		// request builds the call from a token pair of partner with both
 		// scopes; it may change the app (the clock, the store) first.
-		request func(t *testing.T, a *App, clk *testClock, tr tokenResponse) *http.Request
+		request func(t *testing.T, a *App, clk *storetest.Clock, tr tokenResponse) *http.Request
 		status  int
 		code    string
 		scope   string
 	}{
-		{"no Authorization header is a bare challenge", func(*testing.T, *App, *testClock, tokenResponse) *http.Request {
+		{"no Authorization header is a bare challenge", func(*testing.T, *App, *storetest.Clock, tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me", "")
 		}, 401, "", ""},
-		{"another scheme is a bare challenge", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"another scheme is a bare challenge", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			r := apiRequest("GET", "/v1/me", "")
 			r.Header.Set("Authorization", "Basic "+tr.AccessToken)
 			return r
 		}, 401, "", ""},
-		{"Bearer without a token is invalid_request", func(*testing.T, *App, *testClock, tokenResponse) *http.Request {
+		{"Bearer without a token is invalid_request", func(*testing.T, *App, *storetest.Clock, tokenResponse) *http.Request {
 			r := apiRequest("GET", "/v1/me", "")
 			r.Header.Set("Authorization", "Bearer ")
 			return r
 		}, 400, "invalid_request", ""},
-		{"two Authorization headers are invalid_request", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"two Authorization headers are invalid_request", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			r := apiRequest("GET", "/v1/me", tr.AccessToken)
 			r.Header.Add("Authorization", "Bearer "+tr.AccessToken)
 			return r
 		}, 400, "invalid_request", ""},
-		{"a malformed token is invalid_token", func(*testing.T, *App, *testClock, tokenResponse) *http.Request {
+		{"a malformed token is invalid_token", func(*testing.T, *App, *storetest.Clock, tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me", "not-a-token")
 		}, 401, "invalid_token", ""},
-		{"a token never issued is invalid_token", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a token never issued is invalid_token", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me", otherLastByte(tr.AccessToken))
 		}, 401, "invalid_token", ""},
-		{"a refresh token is not an access token", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a refresh token is not an access token", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me", tr.RefreshToken)
 		}, 401, "invalid_token", ""},
-		{"an expired token is invalid_token", func(_ *testing.T, _ *App, clk *testClock, tr tokenResponse) *http.Request {
+		{"an expired token is invalid_token", func(_ *testing.T, _ *App, clk *storetest.Clock, tr tokenResponse) *http.Request {
 			clk.Advance(time.Hour)
 			return apiRequest("GET", "/v1/me", tr.AccessToken)
 		}, 401, "invalid_token", ""},
-		{"a revoked token is invalid_token", func(t *testing.T, a *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a revoked token is invalid_token", func(t *testing.T, a *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			if w := revoke(t, a, tr.AccessToken); w.Code != http.StatusOK {
 				t.Fatalf("revoke: %d %s", w.Code, w.Body)
 			}
 			return apiRequest("GET", "/v1/me", tr.AccessToken)
 		}, 401, "invalid_token", ""},
-		{"a token without every scope of the route is insufficient_scope, naming them", func(t *testing.T, a *App, _ *testClock, _ tokenResponse) *http.Request {
+		{"a token without every scope of the route is insufficient_scope, naming them", func(t *testing.T, a *App, _ *storetest.Clock, _ tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me", issue(t, a, "partner", testSecret, "profile:read").AccessToken)
 		}, 403, "insufficient_scope", "profile:read seatime:read"},
-		{"a copy of the token in the query is invalid_request", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a copy of the token in the query is invalid_request", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			return apiRequest("GET", "/v1/me?access_token="+tr.AccessToken, tr.AccessToken)
 		}, 400, "invalid_request", ""},
-		{"a copy of the token in a form body is invalid_request", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a copy of the token in a form body is invalid_request", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			r := httptest.NewRequest("POST", "/v1/me", strings.NewReader(url.Values{"access_token": {tr.AccessToken}}.Encode()))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			r.Header.Set("Authorization", "Bearer "+tr.AccessToken)
 			return r
 		}, 400, "invalid_request", ""},
-		{"a Connection header naming the identity header is invalid_request", func(_ *testing.T, _ *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a Connection header naming the identity header is invalid_request", func(_ *testing.T, _ *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			r := apiRequest("GET", "/v1/me", tr.AccessToken)
 			r.Header.Set("Connection", "keep-alive, x-legacy-user")
 			return r
 		}, 400, "invalid_request", ""},
-		{"a store that fails is 503, never 401", func(_ *testing.T, a *App, _ *testClock, tr tokenResponse) *http.Request {
+		{"a store that fails is 503, never 401", func(_ *testing.T, a *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
 			a.store.Close()
 			return apiRequest("GET", "/v1/me", tr.AccessToken)
 		}, 503, "", ""},

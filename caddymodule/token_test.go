@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 )
 
 // exchange posts partner's exchange of code (client_secret_post, the
@@ -101,39 +102,39 @@ func TestTokenCodeExchange(t *testing.T) {
 func TestTokenCodeExchangeRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		change func(t *testing.T, a *App, clk *testClock, code string) url.Values
+		change func(t *testing.T, a *App, clk *storetest.Clock, code string) url.Values
 		code   string
 		spent  bool
 	}{
-		{"a wrong code_verifier is invalid_grant", func(*testing.T, *App, *testClock, string) url.Values {
+		{"a wrong code_verifier is invalid_grant", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"code_verifier": {strings.Repeat("w", 43)}}
 		}, oauth.InvalidGrant, true},
-		{"a missing code_verifier is invalid_request", func(*testing.T, *App, *testClock, string) url.Values {
+		{"a missing code_verifier is invalid_request", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"code_verifier": {""}}
 		}, oauth.InvalidRequest, false},
-		{"a code_verifier shorter than 43 characters is invalid_request", func(*testing.T, *App, *testClock, string) url.Values {
+		{"a code_verifier shorter than 43 characters is invalid_request", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"code_verifier": {testVerifier[:42]}}
 		}, oauth.InvalidRequest, false},
-		{"another redirect_uri is invalid_grant", func(*testing.T, *App, *testClock, string) url.Values {
+		{"another redirect_uri is invalid_grant", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"redirect_uri": {"https://partner.example.com/cb/"}}
 		}, oauth.InvalidGrant, true},
-		{"a missing redirect_uri is invalid_grant", func(*testing.T, *App, *testClock, string) url.Values {
+		{"a missing redirect_uri is invalid_grant", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"redirect_uri": {""}}
 		}, oauth.InvalidGrant, true},
-		{"another client presenting the code is invalid_grant", func(*testing.T, *App, *testClock, string) url.Values {
+		{"another client presenting the code is invalid_grant", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"client_id": {"other"}, "client_secret": {otherSecret}}
 		}, oauth.InvalidGrant, true},
-		{"an expired code is invalid_grant", func(_ *testing.T, _ *App, clk *testClock, _ string) url.Values {
+		{"an expired code is invalid_grant", func(_ *testing.T, _ *App, clk *storetest.Clock, _ string) url.Values {
 			clk.Advance(time.Minute)
 			return nil
 		}, oauth.InvalidGrant, true},
-		{"a code never issued is invalid_grant", func(_ *testing.T, _ *App, _ *testClock, code string) url.Values {
+		{"a code never issued is invalid_grant", func(_ *testing.T, _ *App, _ *storetest.Clock, code string) url.Values {
 			return url.Values{"code": {otherLastByte(code)}}
 		}, oauth.InvalidGrant, false},
-		{"a missing code is invalid_request", func(*testing.T, *App, *testClock, string) url.Values {
+		{"a missing code is invalid_request", func(*testing.T, *App, *storetest.Clock, string) url.Values {
 			return url.Values{"code": {""}}
 		}, oauth.InvalidRequest, false},
-		{"a refresh token is not a code", func(t *testing.T, a *App, _ *testClock, _ string) url.Values {
+		{"a refresh token is not a code", func(t *testing.T, a *App, _ *storetest.Clock, _ string) url.Values {
 			return url.Values{"code": {issue(t, a, "partner", testSecret, "profile:read").RefreshToken}}
 		}, oauth.InvalidGrant, false},
 	} {
