@@ -292,7 +292,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.targets[cc.ClientID] = t
 	}
-	defaultLimit, err := ParseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
+	defaultLimit, err := parseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
 	}
@@ -307,7 +307,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		*sl.dst = sl.def
 		if sl.raw != "" {
 			// "unlimited" turns that count off.
-			if *sl.dst, err = ParseRateLimit(repl.ReplaceAll(sl.raw, "")); err != nil {
+			if *sl.dst, err = parseRateLimit(repl.ReplaceAll(sl.raw, "")); err != nil {
 				return fmt.Errorf("%s: %w", sl.name, err)
 			}
 		}
@@ -322,7 +322,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.clients[c.ID] = c
 		a.limits[c.ID] = defaultLimit
 		if cc.RateLimit != "" {
-			if a.limits[c.ID], err = ParseRateLimit(repl.ReplaceAll(cc.RateLimit, "")); err != nil {
+			if a.limits[c.ID], err = parseRateLimit(repl.ReplaceAll(cc.RateLimit, "")); err != nil {
 				return fmt.Errorf("client %s: rate_limit: %w", c.ID, err)
 			}
 		}
@@ -509,9 +509,9 @@ func (a *App) Cleanup() error {
 	return err
 }
 
-// ParseRateLimit parses a budget written <count>/<duration>, e.g. 5000/1h.
+// parseRateLimit parses a budget written <count>/<duration>, e.g. 5000/1h.
 // "" and "unlimited" mean no limit.
-func ParseRateLimit(s string) (store.Limit, error) {
+func parseRateLimit(s string) (store.Limit, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "unlimited" {
 		return store.Limit{}, nil

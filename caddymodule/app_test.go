@@ -1,11 +1,21 @@
 package caddymodule
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/store/memory"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
+	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
 
 // validate provisions and validates a tollgate app config the way a config
@@ -60,4 +70,74 @@ func TestAppValidateRefusesOperatorMistakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseRateLimit(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"5000/1h": true, "10/1s": true, "1/90d": true, "": true, "unlimited": true,
+		"5000": false, "0/1h": false, "-1/1h": false, "10/0s": false, "10/500ms": false, "x/1h": false, "10/soon": false,
+	} {
+		l, err := parseRateLimit(in)
+		if (err == nil) != ok {
+			t.Errorf("parseRateLimit(%q) err = %v, want ok=%v", in, err, ok)
+		}
+		if in == "5000/1h" && (l.Count != 5000 || l.Window.Hours() != 1) {
+			t.Errorf("5000/1h parsed as %+v", l)
+		}
+	}
+}
+
+const (
+	testIssuer  = "https://api.example.com"
+	testSecret  = "partner-secret"
+	otherSecret = "other-secret"
+)
+
+// newTestApp is a provisioned tollgate app on its own memory store and
+// clock, with two clients: "partner" (budget 2/1h) and "other". The clock
+// stands at the start of an hour, so a budget's window starts with it.
+func newTestApp(t *testing.T) (*App, *storetest.Clock) {
+	t.Helper()
+	clk := storetest.NewClock()
+	a := &App{
+		Issuer:               testIssuer,
+		Realm:                "tollgate",
+		AccessTokenLifetime:  caddy.Duration(time.Hour),
+		RefreshTokenLifetime: caddy.Duration(90 * 24 * time.Hour),
+		CodeLifetime:         caddy.Duration(time.Minute),
+		SessionLifetime:      caddy.Duration(defaultSessionLifetime),
+		RefreshReuseGrace:    caddy.Duration(10 * time.Second),
+		Scopes: []Scope{
+			{Name: "profile:read", Description: "Name"},
+			{Name: "seatime:read", Description: "Sea time"},
+		},
+		StoreTimeout:   caddy.Duration(defaultStoreTimeout),
+		logger:         zap.NewNop(),
+		audit:          zap.NewNop(),
+		formKeyCache:   new(atomic.Pointer[[]byte]),
+		formKeyChecked: new(atomic.Int64),
+		now:            clk.Now,
+		rand:           rand.Reader,
+		scopes:         map[string]string{"profile:read": "Name", "seatime:read": "Sea time"},
+		clients:        map[string]*oauth.Client{},
+		limits:         map[string]store.Limit{},
+		targets:        map[string]webhookTarget{},
+	}
+	for _, cc := range []ClientConfig{
+		{ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"}, Scopes: []string{"profile:read", "seatime:read"}, RateLimit: "2/1h"},
+		{ClientID: "other", Secret: otherSecret, RedirectURIs: []string{"https://other.example.com/cb"}, Scopes: []string{"profile:read"}},
+	} {
+		c, err := cc.build(caddy.NewReplacer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.clients[c.ID] = c
+		a.limits[c.ID], _ = parseRateLimit(cc.RateLimit)
+	}
+	st := memory.New(clk.Now)
+	t.Cleanup(func() { st.Close() })
+	a.store = st
+	// As Provision does; never started, so events stay queued in st.
+	a.webhooks = &webhook.Dispatcher{Queue: st, Endpoint: a.webhookEndpoint, Now: clk.Now, Logger: zap.NewNop()}
+	return a, clk
 }

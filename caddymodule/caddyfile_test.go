@@ -83,29 +83,22 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"protect methods without methods", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods\n\t}\n", "wrong argument count"},
 		{"protect methods in lower case", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods get\n\t}\n", `"get" is not an upper-case method token`},
 		{"protect methods twice", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods GET GET\n\t}\n", `"GET" given twice`},
-		{"store redis without addrs", "tollgate {\n\tstore redis {\n\t\tdb 1\n\t}\n}", "store redis: addrs is required"},
-		{"store redis sentinel without name", "tollgate {\n\tstore redis {\n\t\taddrs 127.0.0.1:26379\n\t\tsentinel\n\t}\n}", "wrong argument count"},
-		{"store redis sentinel and cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2\n\t\tsentinel m\n\t\tcluster\n\t}\n}", "sentinel and cluster are exclusive"},
-		{"store redis db with cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2 c:3\n\t\tdb 1\n\t}\n}", "db must be 0 with Redis Cluster"},
-		{"store redis db with forced cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tcluster\n\t\tdb 3\n\t}\n}", "db must be 0 with Redis Cluster"},
-		{"store redis key prefix with a space", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tkey_prefix \"a b\"\n\t}\n}", "key prefix"},
-		{"store redis wait with cluster", "tollgate {\n\tstore redis {\n\t\taddrs a:1 b:2\n\t\twait_replicas 1 100ms\n\t}\n}", "not Redis Cluster"},
-		{"store redis wait without timeout", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\twait_replicas 1\n\t}\n}", "wait_replicas takes a replica count and a timeout"},
-		{"store redis sentinel password without sentinel", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tsentinel_password {env.P}\n\t}\n}", "need a sentinel master name"},
-		{"store redis url in addrs", "tollgate {\n\tstore redis {\n\t\taddrs redis://a:1\n\t}\n}", "want host:port"},
-		{"store redis unknown option", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tmaster m\n\t}\n}", `unknown option "master"`},
-		{"store redis tls cert without key", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\ttls {\n\t\t\tcert c.pem\n\t\t}\n\t}\n}", "cert and key go together"},
-		{"store redis negative db", "tollgate {\n\tstore redis {\n\t\taddrs a:1\n\t\tdb -1\n\t}\n}", "not a non-negative integer"},
-		{"store url with block", "tollgate {\n\tstore redis://a:1 {\n\t\tdb 1\n\t}\n}", "takes no block"},
 		{"protect methods not a token", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods \"GET,HEAD\"\n\t}\n", "is not an upper-case method token"},
+		{"introspect argument", "tollgate\n}\n:9 {\n\ttollgate_introspect now\n", "takes no arguments"},
+		{"introspect block", "tollgate\n}\n:9 {\n\ttollgate_introspect {\n\t\ttoken x\n\t}\n", "takes no block"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			input := "{\n" + tc.input + "\n}\n:8080 {\n\trespond ok\n}\n"
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantAdaptError(t, tc.input, tc.want) })
+	}
+}
+
+// wantAdaptError adapts a Caddyfile whose global options block holds
+// global and checks the adapter refuses it, naming want.
+func wantAdaptError(t *testing.T, global, want string) {
+	t.Helper()
+	input := "{\n" + global + "\n}\n:8080 {\n\trespond ok\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to mention %q", err, want)
 	}
 }
 
@@ -171,4 +164,90 @@ func TestCaddyfileKeepsOnlyDigestsOfInlineSecrets(t *testing.T) {
 	if p.Secret != "{env.PARTNER_SECRET}" || p.SecretSHA256 != "" || p.TokenHeader.Value != "{file./run/secrets/api-key}" {
 		t.Errorf("placeholders must be kept as written, to be resolved at load: %+v", p)
 	}
+}
+
+// FuzzCaddyfile feeds arbitrary text to the caddyfile adapter as the body
+// of the tollgate global option and as a site block using the handler
+// directives. Properties: the adapter never panics; when it accepts the
+// text, the result is JSON whose tollgate app decodes into App with no
+// unknown field (what a config load then provisions), and every
+// tollgate_protect handler decodes into Protect.
+func FuzzCaddyfile(f *testing.F) {
+	f.Add("store memory\n\tscope profile:read \"Name\"\n\tclient c {\n\t\tsecret s\n\t\tredirect_uri https://a.example/cb\n\t\tscopes profile:read\n\t}", "tollgate_protect profile:read {\n\t\tuser_header X-User\n\t\tetag 1024\n\t}\n\ttollgate_token")
+	f.Add("users {\n\t\talice $2a$10$x {\n\t\t\tname \"A\"\n\t\t}\n\t}", "tollgate_authorize")
+	f.Add("users caddy_auth\n\trate_limit 5/1m\n\trate_limit_headers", "tollgate_connections\n\ttollgate_userinfo\n\ttollgate_revoke")
+	f.Add("client c {\n\t\ttoken_header Api-key v\n\t\trefresh_tokens off\n\t\tstate_min_length 8\n\t}", "tollgate_protect {\n\t\tscopes\n\t}")
+	f.Add("issuer {env.X}\n\tcode_lifetime -1s", "tollgate_protect a {\n\t\tetag 0\n\t}")
+	f.Add("client {\n\t}\n\t}\n}\n{", "tollgate_token extra")
+	f.Add("scope \"unterminated", "tollgate_protect `x")
+	f.Add("import", "import x\n\ttollgate_protect {")
+	f.Add("store redis {\n\t\tsentinel m\n\t\taddrs a:1,b:2\n\t\tdb 2\n\t\twait_replicas 1 100ms\n\t\ttls {\n\t\t\tca c.pem\n\t\t}\n\t}", "tollgate_token")
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	f.Fuzz(func(t *testing.T, global, site string) {
+		// import reads files; keep the fuzzer off the filesystem.
+		if strings.Contains(global, "import") || strings.Contains(site, "import") {
+			return
+		}
+		input := "{\n\ttollgate {\n\t" + global + "\n\t}\n}\n:8080 {\n\t" + site + "\n}\n"
+		out, _, err := adapter.Adapt([]byte(input), nil)
+		if err != nil {
+			return
+		}
+		var cfg struct {
+			Apps struct {
+				Tollgate json.RawMessage `json:"tollgate"`
+				HTTP     json.RawMessage `json:"http"`
+			} `json:"apps"`
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatalf("adapted output is not JSON: %v\n%s", err, out)
+		}
+		if len(cfg.Apps.Tollgate) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(cfg.Apps.Tollgate))
+			dec.DisallowUnknownFields()
+			var app App
+			if err := dec.Decode(&app); err != nil {
+				t.Fatalf("the tollgate app does not decode: %v\n%s", err, cfg.Apps.Tollgate)
+			}
+		}
+		for _, raw := range protectHandlers(cfg.Apps.HTTP) {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			var p struct {
+				Protect
+				Handler string `json:"handler"`
+			}
+			if err := dec.Decode(&p); err != nil {
+				t.Fatalf("a tollgate_protect handler does not decode: %v\n%s", err, raw)
+			}
+		}
+	})
+}
+
+// protectHandlers finds every tollgate_protect handler in the adapted
+// http app, however deeply routes nest them.
+func protectHandlers(httpApp json.RawMessage) []json.RawMessage {
+	var found []json.RawMessage
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if x["handler"] == "tollgate_protect" {
+				raw, _ := json.Marshal(x)
+				found = append(found, raw)
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	var v any
+	if json.Unmarshal(httpApp, &v) == nil {
+		walk(v)
+	}
+	return found
 }

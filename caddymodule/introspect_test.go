@@ -1,140 +1,16 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-
 	"github.com/tollgate/tollgate/caddymodule/oauth"
-	"github.com/tollgate/tollgate/caddymodule/store"
-	"github.com/tollgate/tollgate/caddymodule/store/memory"
 )
-
-// testClock is the clock of a test app and its memory store.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-const (
-	testIssuer  = "https://api.example.com"
-	testSecret  = "partner-secret"
-	otherSecret = "other-secret"
-)
-
-// newTestApp is a provisioned tollgate app on its own memory store and
-// clock, with two clients: "partner" (budget 2/1h) and "other".
-func newTestApp(t *testing.T) (*App, *testClock) {
-	t.Helper()
-	clk := &testClock{t: time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC)}
-	a := &App{
-		Issuer:               testIssuer,
-		Realm:                "tollgate",
-		AccessTokenLifetime:  caddy.Duration(time.Hour),
-		RefreshTokenLifetime: caddy.Duration(90 * 24 * time.Hour),
-		CodeLifetime:         caddy.Duration(time.Minute),
-		RefreshReuseGrace:    caddy.Duration(10 * time.Second),
-		Scopes: []Scope{
-			{Name: "profile:read", Description: "Name"},
-			{Name: "seatime:read", Description: "Sea time"},
-		},
-		logger:       zap.NewNop(),
-		audit:        zap.NewNop(),
-		formKeyCache: new(atomic.Pointer[[]byte]),
-		now:          clk.Now,
-		rand:         rand.Reader,
-		scopes:       map[string]string{"profile:read": "Name", "seatime:read": "Sea time"},
-		clients:      map[string]*oauth.Client{},
-		limits:       map[string]store.Limit{},
-	}
-	for _, cc := range []ClientConfig{
-		{ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"}, Scopes: []string{"profile:read", "seatime:read"}, RateLimit: "2/1h"},
-		{ClientID: "other", Secret: otherSecret, RedirectURIs: []string{"https://other.example.com/cb"}, Scopes: []string{"profile:read"}},
-	} {
-		c, err := cc.build(caddy.NewReplacer())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.clients[c.ID] = c
-		a.limits[c.ID], _ = ParseRateLimit(cc.RateLimit)
-	}
-	st := memory.New(clk.Now)
-	t.Cleanup(func() { st.Close() })
-	a.store = st
-	return a, clk
-}
-
-// issue runs a consent and the token endpoint's code exchange for client
-// and alice, and returns the token response.
-func issue(t *testing.T, a *App, client, secret string, scopes ...string) tokenResponse {
-	t.Helper()
-	verifier := strings.Repeat("v", 43)
-	p := &pending{
-		ClientID: client, RedirectURI: a.clients[client].RedirectURIs[0], Scopes: scopes,
-		Challenge: oauth.S256(verifier), Subject: "alice",
-	}
-	code, err := a.grantCode(t.Context(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := post(t, &Token{appRef{a}}, "/oauth/token", url.Values{
-		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {p.RedirectURI},
-		"code_verifier": {verifier}, "client_id": {client}, "client_secret": {secret},
-	}, "")
-	if w.Code != http.StatusOK {
-		t.Fatalf("code exchange: %d %s", w.Code, w.Body)
-	}
-	var tr tokenResponse
-	if err := json.Unmarshal(w.Body.Bytes(), &tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
-
-type handler interface {
-	ServeHTTP(http.ResponseWriter, *http.Request, caddyhttp.Handler) error
-}
-
-// post sends a form to h; basic, when not "", is "id:secret" for
-// client_secret_basic.
-func post(t *testing.T, h handler, path string, form url.Values, basic string) *httptest.ResponseRecorder {
-	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if basic != "" {
-		id, secret, _ := strings.Cut(basic, ":")
-		r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	}
-	w := httptest.NewRecorder()
-	if err := h.ServeHTTP(w, r, nil); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
 
 // introspect asks the introspection endpoint about token as partner, by
 // client_secret_post.
@@ -142,6 +18,17 @@ func introspect(t *testing.T, a *App, token string) *httptest.ResponseRecorder {
 	t.Helper()
 	return post(t, &Introspect{appRef{a}}, "/oauth/introspect",
 		url.Values{"token": {token}, "client_id": {"partner"}, "client_secret": {testSecret}}, "")
+}
+
+// active reports whether the introspection endpoint, asked by the token's
+// client, calls token active.
+func active(t *testing.T, a *App, client, secret, token string) bool {
+	t.Helper()
+	w := post(t, &Introspect{appRef{a}}, "/oauth/introspect", url.Values{"token": {token}}, client+":"+secret)
+	if w.Code != http.StatusOK {
+		t.Fatalf("introspection: %d %s", w.Code, w.Body)
+	}
+	return strings.Contains(w.Body.String(), `"active":true`)
 }
 
 // wantIntrospection checks a 200 introspection answer, uncacheable, whose
@@ -277,16 +164,7 @@ func TestIntrospectRequiresClientAuthentication(t *testing.T) {
 		w := post(t, h, "/oauth/introspect", url.Values{}, "partner:"+testSecret)
 		wantOAuthError(t, w, http.StatusBadRequest, oauth.InvalidRequest)
 	})
-	t.Run("GET", func(t *testing.T) {
-		w := httptest.NewRecorder()
-		if err := h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/oauth/introspect?token="+tr.AccessToken, nil), nil); err != nil {
-			t.Fatal(err)
-		}
-		wantOAuthError(t, w, http.StatusMethodNotAllowed, oauth.InvalidRequest)
-		if allow := w.Header().Get("Allow"); allow != "POST" {
-			t.Errorf("Allow %q, want POST", allow)
-		}
-	})
+	t.Run("GET", func(t *testing.T) { wantPOSTOnly(t, h, "/oauth/introspect?token="+tr.AccessToken) })
 }
 
 // Introspecting a token is not calling the API: it costs the grant none of
@@ -316,29 +194,7 @@ func TestIntrospectStoreFailureIsNotInactive(t *testing.T) {
 	a, _ := newTestApp(t)
 	tr := issue(t, a, "partner", testSecret, "profile:read")
 	a.store.Close()
-	w := introspect(t, a, tr.AccessToken)
-	wantOAuthError(t, w, http.StatusServiceUnavailable, oauth.TemporarilyUnavailable)
-	if w.Header().Get("Retry-After") == "" {
-		t.Error("503 without Retry-After")
-	}
-}
-
-// wantOAuthError checks an RFC 6749 §5.2 JSON error.
-func wantOAuthError(t *testing.T, w *httptest.ResponseRecorder, status int, code string) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status %d, want %d %s: %s", w.Code, status, code, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("Content-Type %q, want application/json", ct)
-	}
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error != code || e.Description == "" {
-		t.Fatalf("body %s, want {error: %q, error_description: …}", w.Body, code)
-	}
+	wantUnavailable(t, introspect(t, a, tr.AccessToken))
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -349,14 +205,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func TestIntrospectRequiresTheClientsTokenHeader(t *testing.T) {
 	a, _ := newTestApp(t)
 	tr := issue(t, a, "partner", testSecret, "profile:read")
-	c, err := ClientConfig{
-		ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"},
-		Scopes: []string{"profile:read"}, TokenHeader: &HeaderRequirement{Name: "Api-key", Value: "partner-api-key"},
-	}.build(caddy.NewReplacer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.clients["partner"] = c
+	requireAPIKey(t, a)
 	for _, tc := range []struct {
 		header string
 		active bool

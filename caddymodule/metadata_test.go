@@ -166,8 +166,8 @@ func TestMetadataRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// Mistakes in the metadata and introspection directives fail at adapt
-// time, naming the offending setting.
+// Mistakes in the metadata directive fail at adapt time, naming the
+// offending setting.
 func TestMetadataCaddyfileRejects(t *testing.T) {
 	for _, tc := range []struct{ name, site, want string }{
 		{"unknown option", "tollgate_metadata {\n\t\tjwks_uri /jwks\n\t}", `unknown option "jwks_uri"`},
@@ -176,8 +176,6 @@ func TestMetadataCaddyfileRejects(t *testing.T) {
 		{"relative path", "tollgate_metadata {\n\t\ttoken_endpoint oauth/token\n\t}", "want a path starting with /"},
 		{"required endpoint off", "tollgate_metadata {\n\t\tauthorization_endpoint off\n\t}", "cannot be off"},
 		{"no value", "tollgate_metadata {\n\t\tuserinfo_endpoint\n\t}", "wrong argument count"},
-		{"introspect argument", "tollgate_introspect now", "takes no arguments"},
-		{"introspect block", "tollgate_introspect {\n\t\ttoken x\n\t}", "takes no block"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			input := "{\n\ttollgate {\n\t\tissuer https://api.example.com\n\t}\n}\n:8080 {\n\t" + tc.site + "\n}\n"

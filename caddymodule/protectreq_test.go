@@ -1,9 +1,7 @@
 package caddymodule
 
 import (
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -153,75 +151,4 @@ func FuzzStripCookies(f *testing.F) {
 func parseCookies(v string) []*http.Cookie {
 	r := http.Request{Header: http.Header{"Cookie": {v}}}
 	return r.Cookies()
-}
-
-// RFC 6750 §3.1: a request using "more than one method" to send the token
-// is invalid_request; the names are judged after decoding, and what does
-// not decode is refused, not passed unchecked.
-func TestTokenElsewhere(t *testing.T) {
-	form := "application/x-www-form-urlencoded"
-	for _, tc := range []struct {
-		name, target, ctype, body string
-		want                      string // "" ok, else the detail's start
-	}{
-		{"no query", "/v1/me", "", "", ""},
-		{"ordinary query", "/v1/me?page=2&sort=asc", "", "", ""},
-		{"access_token", "/v1/me?access_token=t", "", "", "send the access token"},
-		{"percent-encoded name", "/v1/me?access%5Ftoken=t", "", "", "send the access token"},
-		{"fully encoded name", "/v1/me?%61%63%63%65%73%73%5f%74%6f%6b%65%6e=t", "", "", "send the access token"},
-		{"other case", "/v1/me?Access_Token=t", "", "", "send the access token"},
-		{"repeated", "/v1/me?x=1&access_token=a&access_token=b", "", "", "send the access token"},
-		{"padded name", "/v1/me?access_token%20=t", "", "", "send the access token"},
-		{"bad escape in query", "/v1/me?access_token=t&x=%zz", "", "", "the query cannot be parsed"},
-		{"semicolon in query", "/v1/me?x=1;access_token=t", "", "", "the query cannot be parsed"},
-		{"other access name", "/v1/me?access_level=2", "", "", ""},
-		{"form body", "/v1/me", form, "access_token=t", "send the access token"},
-		{"form body with a bad escape", "/v1/me", form, "access_token=t&x=%zz", "the form body cannot be parsed"},
-		{"encoded name in form body", "/v1/me", form, "access%5ftoken=t", "send the access token"},
-		{"form body, malformed content type", "/v1/me", form + "; charset", "access_token=t", "send the access token"},
-		{"form body, upper-case content type", "/v1/me", "Application/X-WWW-Form-Urlencoded", "ACCESS_TOKEN=t", "send the access token"},
-		{"ordinary form body", "/v1/me", form, "a=1&b=2", ""},
-		{"json body", "/v1/me", "application/json", `{"access_token":"t"}`, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var r *http.Request
-			if tc.body == "" {
-				r = httptest.NewRequest(http.MethodGet, tc.target, nil)
-			} else {
-				r = httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
-				r.Header.Set("Content-Type", tc.ctype)
-			}
-			got := tokenElsewhere(r)
-			switch {
-			case tc.want == "" && got != nil:
-				t.Fatalf("refused: %+v", got)
-			case tc.want != "" && (got == nil || got.Status != http.StatusBadRequest || got.Code != "invalid_request" || !strings.HasPrefix(got.Detail, tc.want)):
-				t.Fatalf("got %+v, want 400 invalid_request %q…", got, tc.want)
-			}
-			if tc.body != "" {
-				if b, _ := io.ReadAll(r.Body); string(b) != tc.body {
-					t.Fatalf("body left for the proxy = %q, want %q", b, tc.body)
-				}
-			}
-		})
-	}
-	r := httptest.NewRequest(http.MethodGet, "/v1/me?page=2&sort=asc", nil)
-	if n := testing.AllocsPerRun(100, func() { tokenElsewhere(r) }); n != 0 {
-		t.Errorf("tokenElsewhere allocates %v times for an ordinary query", n)
-	}
-}
-
-// Methods are compared with r.Method byte for byte, so a lower-case or
-// malformed one would lock every partner out: it fails the load.
-func TestCheckMethods(t *testing.T) {
-	for _, ok := range [][]string{nil, {"GET"}, {"GET", "HEAD"}, {"PROPFIND", "M-SEARCH"}} {
-		if err := checkMethods(ok); err != nil {
-			t.Errorf("checkMethods(%q) = %v", ok, err)
-		}
-	}
-	for _, bad := range [][]string{{""}, {"get"}, {"Get"}, {"GET", "GET"}, {"GET,HEAD"}, {"GET HEAD"}, {"GÉT"}} {
-		if err := checkMethods(bad); err == nil {
-			t.Errorf("checkMethods(%q) accepted", bad)
-		}
-	}
 }

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/tollgate/tollgate/caddymodule/oauth"
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
@@ -56,7 +56,7 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		tooMany(w, c.Rate, a.now(), a.Realm)
 		return nil
 	}
-	if !oauth.Contains(c.Token.Scopes, userinfoScope) {
+	if !slices.Contains(c.Token.Scopes, userinfoScope) {
 		insufficientScope(userinfoScope).write(w, a.Realm)
 		return nil
 	}

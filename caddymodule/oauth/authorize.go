@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"net/url"
+	"slices"
 )
 
 // AuthorizeRequest is a validated authorization request (RFC 6749 §4.1.1
@@ -130,7 +131,7 @@ func ParseAuthorize(q url.Values, cat Catalogue) (*AuthorizeRequest, *AuthorizeE
 		if !cat.HasScope(s) {
 			return fail(InvalidScope, "unknown scope %q", s)
 		}
-		if !Contains(client.Scopes, s) {
+		if !slices.Contains(client.Scopes, s) {
 			return fail(InvalidScope, "scope %q is not allowed for this client", s)
 		}
 	}

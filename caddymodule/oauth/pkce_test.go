@@ -50,3 +50,24 @@ func TestValidChallengeRefusesWhatS256CannotProduce(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPKCE checks the RFC 7636 §4.1 and §4.2 rules: a valid verifier's
+// S256 challenge is always a valid challenge, ValidVerifier is exactly
+// 43-128 unreserved characters, and a valid challenge decodes to 32 bytes.
+func FuzzPKCE(f *testing.F) {
+	f.Add("dBjftJeZ4CVP-mJ92K1Fb6Sx1dKbDyyhomeQkT8wTlI")
+	f.Add(testChallenge)
+	f.Add(strings.Repeat("~", 129))
+	f.Add("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN")
+	f.Fuzz(func(t *testing.T, v string) {
+		if ValidVerifier(v) != (len(v) >= 43 && len(v) <= 128 && unreserved(v)) {
+			t.Fatalf("ValidVerifier(%q) disagrees with RFC 7636 §4.1", v)
+		}
+		if ch := S256(v); !ValidChallenge(ch) {
+			t.Fatalf("S256(%q) = %q is not a valid challenge", v, ch)
+		}
+		if ValidChallenge(v) && (len(v) != 43 || !unreserved(v)) {
+			t.Fatalf("ValidChallenge(%q) accepted a non-base64url string", v)
+		}
+	})
+}

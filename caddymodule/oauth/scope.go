@@ -1,6 +1,9 @@
 package oauth
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // smallScope is the token count up to which ParseScope removes duplicates
 // by scanning what it kept: no allocation, and faster than a map for the
@@ -16,7 +19,7 @@ func ParseScope(s string) []string {
 	out := fields[:0]
 	if len(fields) <= smallScope {
 		for _, f := range fields {
-			if !Contains(out, f) {
+			if !slices.Contains(out, f) {
 				out = append(out, f)
 			}
 		}
@@ -35,33 +38,12 @@ func ParseScope(s string) []string {
 // FormatScope joins scopes into a scope parameter.
 func FormatScope(scopes []string) string { return strings.Join(scopes, " ") }
 
-// Contains reports whether scopes holds s.
-func Contains(scopes []string, s string) bool {
-	for _, x := range scopes {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Missing returns the first of want that have does not hold, or "".
 func Missing(have, want []string) string {
 	for _, w := range want {
-		if !Contains(have, w) {
+		if !slices.Contains(have, w) {
 			return w
 		}
 	}
 	return ""
-}
-
-// Union returns a followed by the scopes of b it does not hold.
-func Union(a, b []string) []string {
-	out := append([]string(nil), a...)
-	for _, s := range b {
-		if !Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

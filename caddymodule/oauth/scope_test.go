@@ -65,3 +65,42 @@ func BenchmarkParseScopeShort(b *testing.B) {
 		ParseScope("profile:read seatime:read vessels:read")
 	}
 }
+
+// FuzzParseScope checks scope parsing (RFC 6749 §3.3: space-delimited,
+// case-sensitive, order irrelevant): no empty entries, no duplicates, no
+// entry with whitespace, every entry taken from the input, every token of
+// the input kept, and FormatScope/ParseScope is a fixed point.
+func FuzzParseScope(f *testing.F) {
+	f.Add("profile:read seatime:read")
+	f.Add("  profile:read\tprofile:read  ")
+	f.Add("")
+	f.Add("a\x00b a\u00a0b Profile:read profile:read")
+	f.Add("\xff\xfe \r\n\v\f")
+	f.Fuzz(func(t *testing.T, s string) {
+		scopes := ParseScope(s)
+		seen := map[string]bool{}
+		for _, sc := range scopes {
+			if sc == "" {
+				t.Fatalf("ParseScope(%q) = %q: empty entry", s, scopes)
+			}
+			if seen[sc] {
+				t.Fatalf("ParseScope(%q) = %q: duplicate %q", s, scopes, sc)
+			}
+			seen[sc] = true
+			if strings.ContainsFunc(sc, isSpace) || !strings.Contains(s, sc) {
+				t.Fatalf("ParseScope(%q) = %q: entry %q is not a token of the input", s, scopes, sc)
+			}
+		}
+		for _, tok := range strings.Fields(s) {
+			if !seen[tok] {
+				t.Fatalf("ParseScope(%q) = %q: lost %q", s, scopes, tok)
+			}
+		}
+		again := ParseScope(FormatScope(scopes))
+		if !slices.Equal(again, scopes) {
+			t.Fatalf("ParseScope(FormatScope(%q)) = %q", scopes, again)
+		}
+	})
+}
+
+func isSpace(r rune) bool { return strings.TrimSpace(string(r)) == "" }

@@ -67,3 +67,38 @@ func TestDigestIsHexSHA256(t *testing.T) {
 		t.Fatalf("Digest = %s", got)
 	}
 }
+
+// FuzzParseToken checks the token format: ParseToken accepts exactly what
+// NewToken makes (prefix, 22-character grant id, 43 characters of 256
+// random bits, all unreserved URL characters) and round-trips it.
+func FuzzParseToken(f *testing.F) {
+	gid := GrantID("ywc_a1b2c3d4", "alice")
+	f.Add("tga_"+gid+strings.Repeat("A", 43), []byte("0123456789abcdef0123456789abcdef"), "alice")
+	f.Add("tgr_"+gid+strings.Repeat("_", 42)+" ", []byte{}, "")
+	f.Add("tgc_short", []byte{0xff}, "bob\x00")
+	f.Add(strings.Repeat("é", 35), []byte("x"), "x")
+	f.Fuzz(func(t *testing.T, tok string, random []byte, subject string) {
+		prefix, grantID, ok := ParseToken(tok)
+		if ok {
+			if len(tok) != tokenLen || !unreserved(tok) || prefix+grantID != tok[:prefixLen+grantIDLen] {
+				t.Fatalf("ParseToken(%q) accepted a token NewToken cannot make", tok)
+			}
+		} else if prefix != "" || grantID != "" {
+			t.Fatalf("ParseToken(%q) refused but returned %q %q", tok, prefix, grantID)
+		}
+		// Round trip: every prefix, the grant id of any subject, any
+		// randomness (padded to the 32 bytes NewToken reads).
+		gid := GrantID("ywc_a1b2c3d4", subject)
+		rnd := append(append([]byte(nil), random...), make([]byte, 32)...)
+		for _, p := range []string{AccessPrefix, RefreshPrefix, CodePrefix} {
+			made, err := NewToken(bytes.NewReader(rnd), p, gid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gp, gg, ok := ParseToken(made)
+			if !ok || gp != p || gg != gid {
+				t.Fatalf("ParseToken(NewToken(%q, %q)) = %q %q %v", p, gid, gp, gg, ok)
+			}
+		}
+	})
+}
