@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,7 +26,7 @@ import (
 // auditApp is a test app whose audit entries are observed, with alice
 // (password "alice-password") as its one user, a sign-in limit of one
 // failure per username, and no webhook.
-func auditApp(t *testing.T) (*App, *testClock, *observer.ObservedLogs) {
+func auditApp(t *testing.T) (*App, *storetest.Clock, *observer.ObservedLogs) {
 	t.Helper()
 	a, clk := newTestApp(t)
 	core, logs := observer.New(zapcore.DebugLevel)
