@@ -31,7 +31,6 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
 	now := s.nowMillis()
-	keys := s.k().auth(grantID)
 	e := s.tokens.get(accessDigest)
 	if e != nil {
 		if e.tok.ExpiresAt.UnixMilli() <= now {
@@ -39,7 +38,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 			return store.Token{}, store.RateStatus{}, store.ErrNotFound
 		}
 		if now-e.checked < recheckEvery {
-			t, st, decided, err := s.checkRemembered(ctx, keys, accessDigest, e, now, l)
+			t, st, decided, err := s.checkRemembered(ctx, accessDigest, e, now, l)
 			if err != nil {
 				return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 			}
@@ -48,6 +47,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 			}
 		}
 	}
+	keys := s.k().auth(grantID)
 	res, err := s.authBatcher().run(ctx, keys, now, l.Count, l.Window.Milliseconds(), accessDigest)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
@@ -71,8 +71,8 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: decoding token: %w", err)
 	}
-	if field, ok := slotField(slot); ok {
-		s.tokens.put(accessDigest, &remembered{tok: t, field: field, checked: now}, now)
+	if e, ok := remember(t, keys, slot, now); ok {
+		s.tokens.put(accessDigest, e, now)
 	}
 	if count < 0 {
 		return t, store.RateStatus{Allowed: true}, nil
@@ -100,17 +100,17 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 // window, which only the script opens. A count this check made is undone
 // when the call is not let through, so the count never passes the limit,
 // as with the script.
-func (s *Store) checkRemembered(ctx context.Context, keys []string, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
+func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
 	if l.Count == 0 {
 		l = e.tok.Limit
 	}
 	w := l.Window.Milliseconds()
 	counted := l.Count > 0 && w > 0
-	c := checkCall{grant: keys[0], field: e.field}
+	c := checkCall{hmgetArgs: e.hmgetArgs}
 	var idx int64
 	if counted {
 		idx = floorDiv(now, w)
-		c.counter, c.member = keys[1], counterMember("c", w, idx)
+		c.zaddArgs = e.zaddArgs(w, idx)
 	}
 	if err := s.authBatcher().check(ctx, &c); err != nil {
 		return store.Token{}, store.RateStatus{}, false, err
@@ -174,7 +174,7 @@ func replyCount(cmd *redis.Cmd) (int64, error) {
 // caller's answer is already decided, and a count left standing only
 // spends one request of the budget.
 func (s *Store) uncount(ctx context.Context, c checkCall) {
-	_ = s.client.Do(ctx, "zadd", c.counter, "xx", "incr", -1, c.member).Err()
+	_ = s.client.Do(ctx, "zadd", c.zaddArgs[1], "xx", "incr", -1, c.zaddArgs[5]).Err()
 }
 
 // counterMember names a budget window's member of the grant's counter

@@ -70,18 +70,21 @@ type authCall struct {
 // checkCall is the check of a remembered token: HMGET of its slot's digest
 // and the grant's expiry, and, when the call is counted, ZADD XX INCR of
 // the window's count, which leaves a window nobody opened unopened (the
-// reply is then nil). Each command carries its own reply and error.
+// reply is then nil). The arguments are the remembered token's, shared
+// and read-only (tokencache.go). Each command carries its own reply and
+// error.
 type checkCall struct {
-	grant, field    string
-	counter, member string // "" when the call is not counted
-	hm              *redis.SliceCmd
-	z               *redis.Cmd
+	hmgetArgs, zaddArgs []any // zaddArgs nil when the call is not counted
+	hm                  *redis.SliceCmd
+	z                   *redis.Cmd
 }
 
 func (c *checkCall) queue(ctx context.Context, p redis.Pipeliner) {
-	c.hm = p.HMGet(ctx, c.grant, c.field, "exp")
-	if c.member != "" {
-		c.z = p.Do(ctx, "zadd", c.counter, "xx", "incr", 1, c.member)
+	c.hm = redis.NewSliceCmd(ctx, c.hmgetArgs...)
+	_ = p.Process(ctx, c.hm) // queues; errors come with Exec
+	if c.zaddArgs != nil {
+		c.z = redis.NewCmd(ctx, c.zaddArgs...)
+		_ = p.Process(ctx, c.z)
 	}
 }
 

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
@@ -35,12 +36,52 @@ const tokenCacheMax = 1 << 16
 // the truth.
 const recheckEvery = lastUsedGranularity / 2
 
-// remembered is one token the script accepted. It is never modified, so
-// readers need no lock; Token's slices are shared and read-only.
+// remembered is one token the script accepted. Only zadd is ever modified
+// (atomically), so readers need no lock; Token's slices and the argument
+// slices are shared and read-only.
 type remembered struct {
 	tok     store.Token
-	field   string // the slot's access digest field in the grant hash: a, a1, a2 or a3
-	checked int64  // when the script last vouched for it (ms)
+	checked int64 // when the script last vouched for it (ms)
+	// The check's commands' arguments, built once: HMGET of the grant
+	// hash's field of the token's slot (a, a1, a2 or a3) and exp; and
+	// ZADD XX INCR of the current window's member (zaddArgs, rebuilt once
+	// per window).
+	hmgetArgs []any
+	counter   string
+	zadd      atomic.Pointer[zaddArgs]
+}
+
+// zaddArgs is the count command of one budget window.
+type zaddArgs struct {
+	w, idx int64
+	args   []any // zadd <counter> xx incr 1 c<w>:<idx>
+}
+
+// remember makes the entry of a token the script found in slot s ("",
+// "1", "2", "3") of the grant whose keys are keys; ok is false for a slot
+// this code does not know.
+func remember(t store.Token, keys []string, slot string, now int64) (e *remembered, ok bool) {
+	field, ok := slotField(slot)
+	if !ok {
+		return nil, false
+	}
+	return &remembered{
+		tok:       t,
+		checked:   now,
+		hmgetArgs: []any{"hmget", keys[0], field, "exp"},
+		counter:   keys[1],
+	}, true
+}
+
+// zaddArgs returns the arguments that count a call in window idx of
+// length w ms.
+func (e *remembered) zaddArgs(w, idx int64) []any {
+	if z := e.zadd.Load(); z != nil && z.w == w && z.idx == idx {
+		return z.args
+	}
+	z := &zaddArgs{w: w, idx: idx, args: []any{"zadd", e.counter, "xx", "incr", 1, counterMember("c", w, idx)}}
+	e.zadd.Store(z)
+	return z.args
 }
 
 // tokenCache is the remembered tokens of one Store. A nil *tokenCache
