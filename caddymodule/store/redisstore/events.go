@@ -63,28 +63,29 @@ func (s *Store) eventKeys() []string {
 //
 // KEYS: stream, due, tries. ARGV: group, consumer, max, now, lease end.
 const luaClaimEvents = `
+local stream_key, due_key, tries_key = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local max, now, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], group, '0', 'MKSTREAM')
+local r = redis.pcall('XGROUP', 'CREATE', stream_key, group, '0', 'MKSTREAM')
 if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then
   return r
 end
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)) do
-  local due = redis.call('ZSCORE', KEYS[2], id)
-  local e = redis.call('XCLAIM', KEYS[1], group, consumer, 0, id)[1]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', due_key, '-inf', now, 'LIMIT', 0, max)) do
+  local due = redis.call('ZSCORE', due_key, id)
+  local e = redis.call('XCLAIM', stream_key, group, consumer, 0, id)[1]
   if type(e) == 'table' and type(e[2]) == 'table' then
-    redis.call('ZADD', KEYS[2], lease, id)
-    out[#out + 1] = {id, e[2], redis.call('HGET', KEYS[3], id) or '0', due}
+    redis.call('ZADD', due_key, lease, id)
+    out[#out + 1] = {id, e[2], redis.call('HGET', tries_key, id) or '0', due}
   else
     -- The entry was deleted behind the queue's back: forget it.
-    redis.call('XACK', KEYS[1], group, id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
+    redis.call('XACK', stream_key, group, id)
+    redis.call('ZREM', due_key, id)
+    redis.call('HDEL', tries_key, id)
   end
 end
 if #out < max then
-  local rd = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', max - #out, 'STREAMS', KEYS[1], '>')
+  local rd = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', max - #out, 'STREAMS', stream_key, '>')
   if rd then
     for _, e in ipairs(rd[1][2]) do
       local id, f, due = e[1], e[2], '0'
@@ -92,9 +93,9 @@ if #out < max then
         if f[i] == 'next' then due = f[i + 1] end
       end
       if tonumber(due) > now then
-        redis.call('ZADD', KEYS[2], due, id)
+        redis.call('ZADD', due_key, due, id)
       else
-        redis.call('ZADD', KEYS[2], lease, id)
+        redis.call('ZADD', due_key, lease, id)
         out[#out + 1] = {id, f, '0', due}
       end
     end
@@ -108,10 +109,12 @@ return out
 //
 // KEYS: stream, due, tries. ARGV: group, entry id.
 const luaAckEvent = `
-redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
+local stream_key, due_key, tries_key = KEYS[1], KEYS[2], KEYS[3]
+local group, id = ARGV[1], ARGV[2]
+redis.pcall('XACK', stream_key, group, id)
+redis.call('XDEL', stream_key, id)
+redis.call('ZREM', due_key, id)
+redis.call('HDEL', tries_key, id)
 return 1
 `
 
@@ -120,9 +123,11 @@ return 1
 //
 // KEYS: stream, due, tries. ARGV: entry id, next attempt.
 const luaRetryEvent = `
-if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local due_key, tries_key = KEYS[2], KEYS[3] -- KEYS[1], the stream, is not read
+local id, next_attempt = ARGV[1], ARGV[2]
+if not redis.call('ZSCORE', due_key, id) then return 0 end
+redis.call('HINCRBY', tries_key, id, 1)
+redis.call('ZADD', due_key, next_attempt, id)
 return 1
 `
 

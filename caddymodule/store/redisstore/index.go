@@ -99,9 +99,11 @@ func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, 
 //
 // KEYS: subject index. ARGV: grant id, nonce, grant id, nonce, ...
 const luaUnindex = `
+local index_key = KEYS[1]
 for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
+  local id, nonce = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', index_key, id) == nonce then
+    redis.call('HDEL', index_key, id)
   end
 end
 return 1

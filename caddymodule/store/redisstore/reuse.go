@@ -48,20 +48,21 @@ func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, g
 // out within grace, or the grant is gone) or, having revoked the grant, the
 // same reply as luaRevokeGrant.
 //
-// KEYS: grant, counter. ARGV: now, grace ms, digest.
+// KEYS: grant, counter. ARGV: now, grace ms, the digest's ring form
+// (ringForm).
 const luaCheckReuse = `
-local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-local p = ARGV[3]
-local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
+local grant_key, counter_key = KEYS[1], KEYS[2]
+local now, grace, ring_form = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local g = redis.call('HMGET', grant_key, ` + luaGrantFields + `)
 local gexp = tonumber(g[7])
 if not gexp or gexp <= now then return 0 end
 for i = 0, RING - 1 do
-  local m = redis.call('HGET', KEYS[1], 'o' .. i)
+  local m = redis.call('HGET', grant_key, 'o' .. i)
   if m then
     local at, exp = struct.unpack('>i6i6', m, #m - 11)
-    if string.sub(m, 1, #m - 12) == p then
+    if string.sub(m, 1, #m - 12) == ring_form then
       if tonumber(exp) <= now or now - tonumber(at) <= grace then return 0 end
-      revoke(KEYS[1], KEYS[2])
+      revoke(grant_key, counter_key)
       return {g, {}}
     end
   end

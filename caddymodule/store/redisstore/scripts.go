@@ -223,13 +223,16 @@ func newScripts() scripts {
 // KEYS: grant. ARGV: now, exp, nonce, id (unused: it is in the key),
 // client, subject, scopes JSON, profile JSON, created, used.
 const luaSaveGrant = `
-local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
-local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', 'scp', 'prof', 'n')
+local grant_key = KEYS[1]
+local now, exp, nonce = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] -- ARGV[4], the id, is in the key
+local client, subject, scopes, profile = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local created, used = ARGV[9], ARGV[10]
+local g = redis.call('HMGET', grant_key, 'exp', 'cid', 'sub', 'scp', 'prof', 'n')
 local gexp = tonumber(g[1])
 if gexp and gexp > now then
-  if g[2] ~= ARGV[5] or g[3] ~= ARGV[6] then return -1 end
+  if g[2] ~= client or g[3] ~= subject then return -1 end
   local out, seen = {}, {}
-  for _, list in ipairs({cjson.decode(g[4] or '[]'), cjson.decode(ARGV[7])}) do
+  for _, list in ipairs({cjson.decode(g[4] or '[]'), cjson.decode(scopes)}) do
     for _, s in ipairs(list) do
       if not seen[s] then seen[s] = true; out[#out + 1] = s end
     end
@@ -238,22 +241,22 @@ if gexp and gexp > now then
   if #out > 0 then scp = cjson.encode(out) end
   local prof = cjson.decode(g[5] or '{}')
   local n = 0
-  for k, v in pairs(cjson.decode(ARGV[8])) do prof[k] = v end
+  for k, v in pairs(cjson.decode(profile)) do prof[k] = v end
   for _ in pairs(prof) do n = n + 1 end
   if n > 0 then
-    redis.call('HSET', KEYS[1], 'scp', scp, 'prof', cjson.encode(prof))
+    redis.call('HSET', grant_key, 'scp', scp, 'prof', cjson.encode(prof))
   else
-    redis.call('HSET', KEYS[1], 'scp', scp)
+    redis.call('HSET', grant_key, 'scp', scp)
   end
-  extend(KEYS[1], gexp, exp, now)
+  extend(grant_key, gexp, exp, now)
   return g[6] or ''
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'cid', ARGV[5], 'sub', ARGV[6],
-  'scp', ARGV[7], 'c', ARGV[9], 'u', ARGV[10], 'exp', exp, 'n', ARGV[3])
-if ARGV[8] ~= '{}' then redis.call('HSET', KEYS[1], 'prof', ARGV[8]) end
-gc(KEYS[1], exp, now)
-return ARGV[3]
+redis.call('DEL', grant_key)
+redis.call('HSET', grant_key, 'cid', client, 'sub', subject,
+  'scp', scopes, 'c', created, 'u', used, 'exp', exp, 'n', nonce)
+if profile ~= '{}' then redis.call('HSET', grant_key, 'prof', profile) end
+gc(grant_key, exp, now)
+return nonce
 `
 
 // luaGrantFields is the HMGET a revoking script replies with (see
@@ -265,23 +268,25 @@ const luaGrantFields = `'cid', 'sub', 'scp', 'prof', 'c', 'u', 'exp', 'n'`
 //
 // KEYS: grant, counter. ARGV: now.
 const luaRevokeGrant = `
+local grant_key, counter_key = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
-local g = redis.call('HMGET', KEYS[1], ` + luaGrantFields + `)
+local g = redis.call('HMGET', grant_key, ` + luaGrantFields + `)
 local gexp = tonumber(g[7])
 if not gexp or gexp <= now then return 0 end
-revoke(KEYS[1], KEYS[2])
+revoke(grant_key, counter_key)
 return {g, {}}
 `
 
 // KEYS: grant, code. ARGV: now, exp, record.
 const luaSaveCode = `
-local now, exp = tonumber(ARGV[1]), tonumber(ARGV[2])
-local gexp, nonce = live(KEYS[1], now)
+local grant_key, code_key = KEYS[1], KEYS[2]
+local now, exp, record = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local gexp, nonce = live(grant_key, now)
 if not gexp then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'exp', exp, 'n', nonce, 'rec', ARGV[3])
-gc(KEYS[2], exp, now)
-extend(KEYS[1], gexp, exp, now)
+redis.call('DEL', code_key)
+redis.call('HSET', code_key, 'exp', exp, 'n', nonce, 'rec', record)
+gc(code_key, exp, now)
+extend(grant_key, gexp, exp, now)
 return 1
 `
 
@@ -290,20 +295,21 @@ return 1
 //
 // KEYS: grant, code, marker, counter. ARGV: now, marker expiry.
 const luaConsumeCode = `
-local now = tonumber(ARGV[1])
-local mk = redis.call('GET', KEYS[3])
+local grant_key, code_key, marker_key, counter_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, marker_exp = tonumber(ARGV[1]), ARGV[2]
+local mk = redis.call('GET', marker_key)
 if mk and tonumber(string.sub(mk, 2)) > now then
-  if string.sub(mk, 1, 1) == 'i' then revoke(KEYS[1], KEYS[4]) end
-  redis.call('SET', KEYS[3], 'r' .. string.sub(mk, 2), 'KEEPTTL')
+  if string.sub(mk, 1, 1) == 'i' then revoke(grant_key, counter_key) end
+  redis.call('SET', marker_key, 'r' .. string.sub(mk, 2), 'KEEPTTL')
   return {'replayed', {}}
 end
-local c = redis.call('HMGET', KEYS[2], 'exp', 'n', 'rec')
+local c = redis.call('HMGET', code_key, 'exp', 'n', 'rec')
 if not c[1] then return 0 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', code_key)
 if tonumber(c[1]) <= now then return 0 end
-local gexp, nonce = live(KEYS[1], now)
+local gexp, nonce = live(grant_key, now)
 if not gexp or nonce ~= c[2] then return 0 end
-redis.call('SET', KEYS[3], 'c' .. ARGV[2], 'PX', tonumber(ARGV[2]) - now + MARGIN)
+redis.call('SET', marker_key, 'c' .. marker_exp, 'PX', tonumber(marker_exp) - now + MARGIN)
 return c[3]
 `
 
@@ -314,18 +320,20 @@ return c[3]
 // KEYS: grant, marker, counter. ARGV: now, then the pair as putpair takes
 // it.
 const luaIssueTokens = `
+local grant_key, marker_key, counter_key = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
-local mk = redis.call('GET', KEYS[2])
+local pair_at = 2 -- ARGV[2] to ARGV[9]: the pair, as putpair takes it
+local mk = redis.call('GET', marker_key)
 if not mk or tonumber(string.sub(mk, 2)) <= now then return 0 end
 if string.sub(mk, 1, 1) ~= 'c' then
-  revoke(KEYS[1], KEYS[3])
-  redis.call('SET', KEYS[2], 'r' .. string.sub(mk, 2), 'KEEPTTL')
+  revoke(grant_key, counter_key)
+  redis.call('SET', marker_key, 'r' .. string.sub(mk, 2), 'KEEPTTL')
   return {'replayed', {}}
 end
-local gexp = live(KEYS[1], now)
+local gexp = live(grant_key, now)
 if not gexp then return 0 end
-extend(KEYS[1], gexp, putpair(KEYS[1], freeslot(KEYS[1], now), ARGV, 2), now)
-redis.call('SET', KEYS[2], 'i' .. string.sub(mk, 2), 'KEEPTTL')
+extend(grant_key, gexp, putpair(grant_key, freeslot(grant_key, now), ARGV, pair_at), now)
+redis.call('SET', marker_key, 'i' .. string.sub(mk, 2), 'KEEPTTL')
 return 1
 `
 
@@ -333,19 +341,20 @@ return 1
 //
 // KEYS: grant. ARGV: now, kind (at|rt), digest.
 const luaGetToken = `
-local now = tonumber(ARGV[1])
+local grant_key = KEYS[1]
+local now, kind, digest = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local f = 'a'
-if ARGV[2] == 'rt' then f = 'r' end
-local g = redis.call('HMGET', KEYS[1], 'exp', 'cid', 'sub', f, f .. '1', f .. '2', f .. '3') -- pairSlots
+if kind == 'rt' then f = 'r' end
+local g = redis.call('HMGET', grant_key, 'exp', 'cid', 'sub', f, f .. '1', f .. '2', f .. '3') -- pairSlots
 local gexp = tonumber(g[1])
-if not gexp or gexp <= now or ARGV[3] == '' then return 0 end
+if not gexp or gexp <= now or digest == '' then return 0 end
 local s
 for k = 0, 3 do
-  if g[k + 4] == ARGV[3] then s = k; break end
+  if g[k + 4] == digest then s = k; break end
 end
 if not s then return 0 end
 if s == 0 then s = '' else s = tostring(s) end
-local t = redis.call('HMGET', KEYS[1], 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'rx' .. s, 'rs' .. s)
+local t = redis.call('HMGET', grant_key, 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'rx' .. s, 'rs' .. s)
 local x, sc, pair, lc, lw = t[2], t[3], t[6] or '', t[4] or '0', t[5] or '0'
 if f == 'r' then x, sc, pair, lc, lw = t[7], t[8] or t[3], t[1] or '', '0', '0' end
 if tonumber(x) <= now then return 0 end
@@ -367,17 +376,19 @@ return 't2;' .. #cid .. ':' .. cid .. #sub .. ':' .. sub .. #pair .. ':' .. pair
 // KEYS: grant. ARGV: now, old refresh digest, its ring form (ringForm),
 // then the new pair as putpair takes it.
 const luaRotate = `
-local now = tonumber(ARGV[1])
-local gexp = live(KEYS[1], now)
+local grant_key = KEYS[1]
+local now, old_refresh, old_ring_form = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local pair_at = 4 -- ARGV[4] to ARGV[11]: the new pair, as putpair takes it
+local gexp = live(grant_key, now)
 if not gexp then return 0 end
-local k = slotof(KEYS[1], 'r', ARGV[2])
+local k = slotof(grant_key, 'r', old_refresh)
 if not k then return 0 end
-local g = redis.call('HMGET', KEYS[1], 'rx' .. sfx(k), 'oi')
+local g = redis.call('HMGET', grant_key, 'rx' .. sfx(k), 'oi')
 if tonumber(g[1]) <= now then return 0 end
 local i = tonumber(g[2]) or 0
-redis.call('HSET', KEYS[1], 'o' .. i, ARGV[3] .. struct.pack('>i6i6', now, tonumber(g[1])),
+redis.call('HSET', grant_key, 'o' .. i, old_ring_form .. struct.pack('>i6i6', now, tonumber(g[1])),
   'oi', (i + 1) % RING)
-extend(KEYS[1], gexp, putpair(KEYS[1], k, ARGV, 4), now)
+extend(grant_key, gexp, putpair(grant_key, k, ARGV, pair_at), now)
 return 1
 `
 
@@ -483,8 +494,9 @@ return 1
 
 // KEYS: blob. GETDEL would do, but needs Redis 6.2.
 const luaTakeBlob = `
-local v = redis.call('GET', KEYS[1])
-if v then redis.call('DEL', KEYS[1]) end
+local blob_key = KEYS[1]
+local v = redis.call('GET', blob_key)
+if v then redis.call('DEL', blob_key) end
 return v
 `
 
@@ -495,7 +507,9 @@ return v
 //
 // KEYS: failure counter. ARGV: TTL ms.
 const luaCountFailure = `
-local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local counter_key = KEYS[1]
+local ttl = ARGV[1]
+local n = redis.call('INCR', counter_key)
+redis.call('PEXPIRE', counter_key, ttl)
 return n
 `
