@@ -153,7 +153,9 @@ type RateStatus struct {
 // Store is everything the handlers need from a backing store.
 type Store interface {
 	// SaveGrant creates the grant or, when it exists, adds the scopes and
-	// profile to it. Its lifetime is extended to at least ttl.
+	// profile to it. Its lifetime is extended to at least ttl. A live grant
+	// with that id but another client or subject is left as it is, and the
+	// error wraps ErrGrantOwner.
 	SaveGrant(ctx context.Context, g Grant, ttl time.Duration) error
 	// GetGrant returns a live grant or ErrNotFound.
 	GetGrant(ctx context.Context, grantID string) (Grant, error)

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -65,13 +64,13 @@ func (s *Store) ConsumeCode(_ context.Context, grantID, digest string) (store.Co
 	if c.ExpiresAt.UnixMilli() <= now || g.exp <= now {
 		return store.Code{}, store.ErrNotFound
 	}
-	s.markers[ref] = marker{state: consumed, exp: now + markerLife}
+	s.markers[ref] = marker{state: consumed, exp: now + store.MarkerLife.Milliseconds()}
 	return c, nil
 }
 
 // IssueTokens stores the pair issued for a consumed code.
 func (s *Store) IssueTokens(_ context.Context, grantID, codeDigest string, p store.Pair) error {
-	if err := checkPair(p); err != nil {
+	if err := store.CheckPair(p); err != nil {
 		return fmt.Errorf("memory issue tokens: %w", err)
 	}
 	s.mu.Lock()
@@ -178,13 +177,4 @@ func (g *grant) token(i int, kind store.Kind) store.Token {
 		Digest: t.digest, ClientID: g.clientID, Subject: g.subject, Scopes: t.scopes,
 		ExpiresAt: time.UnixMilli(t.exp), Pair: pair, Limit: t.limit,
 	}
-}
-
-// checkPair rejects what no handler should send; the access token's budget
-// is checked here, once, so that the hot path can trust it.
-func checkPair(p store.Pair) error {
-	if p.Access.Digest == "" {
-		return errors.New("access token digest is empty")
-	}
-	return checkLimit(p.Access.Limit)
 }

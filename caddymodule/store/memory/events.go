@@ -62,8 +62,8 @@ func (s *Store) EnqueueEvent(_ context.Context, e store.Event) error {
 // The consumer is not recorded: a lease is just a due time moved forward,
 // which is all the Redis store's pending list amounts to as well.
 func (s *Store) ClaimEvents(_ context.Context, consumer string, max int, lease time.Duration) ([]store.Event, error) {
-	if max <= 0 || lease <= 0 || consumer == "" {
-		return nil, fmt.Errorf("memory claim events: invalid consumer %q, max %d or lease %v", consumer, max, lease)
+	if err := store.CheckClaim(consumer, max, lease); err != nil {
+		return nil, fmt.Errorf("memory claim events: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,9 +2,10 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 // failureRef names a failure counter: one per key and window length, as on
@@ -25,7 +26,7 @@ type failures struct {
 // CountFailure counts one failure under key in the current fixed window,
 // aligned to the Unix epoch, and returns the window's count and end.
 func (s *Store) CountFailure(_ context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return 0, time.Time{}, fmt.Errorf("memory count failure: %w", err)
 	}
 	s.mu.Lock()
@@ -45,7 +46,7 @@ func (s *Store) CountFailure(_ context.Context, key string, window time.Duration
 
 // Failures returns the current window's count for key without counting.
 func (s *Store) Failures(_ context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return 0, time.Time{}, fmt.Errorf("memory failures: %w", err)
 	}
 	s.mu.Lock()
@@ -65,25 +66,13 @@ func (s *Store) Failures(_ context.Context, key string, window time.Duration) (i
 // end of the window now falls in.
 func failureWindow(key string, window time.Duration, now int64) (failureRef, int64, int64) {
 	wms := window.Milliseconds()
-	idx := floorDiv(now, wms)
+	idx := store.WindowIndex(now, wms)
 	return failureRef{key, wms}, idx, (idx + 1) * wms
-}
-
-// checkFailure rejects what CountFailure and Failures cannot count under;
-// like a bad rate-limit budget, it is a store error (503), not a guess.
-func checkFailure(key string, window time.Duration) error {
-	switch {
-	case key == "":
-		return errors.New("empty failure key")
-	case window < time.Millisecond:
-		return fmt.Errorf("failure window %v is shorter than 1ms", window)
-	}
-	return nil
 }
 
 // ClearFailures sets the current window's count for key back to zero.
 func (s *Store) ClearFailures(_ context.Context, key string, window time.Duration) error {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return fmt.Errorf("memory clear failures: %w", err)
 	}
 	s.mu.Lock()

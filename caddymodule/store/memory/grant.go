@@ -15,9 +15,7 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	if ttl <= 0 {
 		return fmt.Errorf("memory save grant: ttl %v is not positive", ttl)
 	}
-	// The Redis store's rule (hash tags need a non-empty grant id), kept
-	// here so that the two stores accept the same grants.
-	if in.ID == "" || in.ID[0] == '}' {
+	if !store.ValidGrantID(in.ID) {
 		return fmt.Errorf("memory save grant: invalid grant id %q", in.ID)
 	}
 	s.mu.Lock()
@@ -29,9 +27,9 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 	exp := now + ttl.Milliseconds()
 	if g := s.live(in.ID, now); g != nil {
 		if g.clientID != in.ClientID || g.subject != in.Subject {
-			return fmt.Errorf("memory save grant: %w", errGrantOwner)
+			return fmt.Errorf("memory save grant: %w", store.ErrGrantOwner)
 		}
-		g.scopes = dedupe(append(slices.Clip(g.scopes), in.Scopes...))
+		g.scopes = store.DedupeScopes(append(slices.Clip(g.scopes), in.Scopes...))
 		if len(in.Profile) > 0 {
 			p := g.profileMap()
 			if p == nil {
@@ -57,7 +55,7 @@ func (s *Store) SaveGrant(_ context.Context, in store.Grant, ttl time.Duration) 
 		used = in.LastUsedAt.UnixMilli()
 	}
 	g := &grant{
-		id: in.ID, clientID: in.ClientID, subject: in.Subject, scopes: dedupe(in.Scopes),
+		id: in.ID, clientID: in.ClientID, subject: in.Subject, scopes: store.DedupeScopes(in.Scopes),
 		profile: profilePairs(in.Profile), created: created, exp: exp, used: used,
 	}
 	s.grants[in.ID] = g
@@ -101,19 +99,6 @@ func (g *grant) snapshot() store.Grant {
 		ID: g.id, ClientID: g.clientID, Subject: g.subject, Scopes: slices.Clone(g.scopes),
 		Profile: g.profileMap(), CreatedAt: time.UnixMilli(g.created), LastUsedAt: time.UnixMilli(g.used),
 	}
-}
-
-// dedupe returns the scopes in order without repeats, never nil.
-func dedupe(in []string) []string {
-	out := make([]string, 0, len(in))
-	seen := make(map[string]bool, len(in))
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // profilePairs is a profile as the grant keeps it: key, value, key, value,

@@ -3,7 +3,6 @@ package memory
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
@@ -60,17 +59,6 @@ func (s *Store) ListGrants(_ context.Context, subject string) ([]store.Grant, er
 		}
 		out = append(out, g.snapshot())
 	}
-	sortGrants(out)
+	store.SortGrants(out)
 	return out, nil
-}
-
-// sortGrants orders grants newest first, by id among equals, so that a
-// listing is stable.
-func sortGrants(gs []store.Grant) {
-	slices.SortFunc(gs, func(a, b store.Grant) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 }

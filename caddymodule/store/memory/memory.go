@@ -18,19 +18,7 @@ import (
 // decided on every read; the janitor only bounds memory.
 const sweepInterval = time.Minute
 
-// lastUsedGranularity is how stale a grant's LastUsedAt may get before
-// Authenticate rewrites it; the same rule as the Redis store, where it saves
-// a replicated write per API call.
-const lastUsedGranularity = 60_000 // ms
-
-// markerLife is how long a consumed code's replay marker is kept.
-const markerLife = 24 * 60 * 60 * 1000 // ms
-
 var errClosed = errors.New("memory store is closed")
-
-// errGrantOwner is returned by SaveGrant when a live grant with that id
-// belongs to another client or subject.
-var errGrantOwner = errors.New("grant id belongs to another client or subject")
 
 // Store is a store.Store in process memory. All times are kept as Unix
 // milliseconds of the injected clock, as the Redis store keeps them, so that

@@ -28,7 +28,7 @@ func (s *Store) GetToken(_ context.Context, grantID string, kind store.Kind, dig
 // marks the old refresh token rotated out (see CheckReuse). The lock makes
 // it atomic: of two concurrent calls, the second finds no refresh token.
 func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pair) error {
-	if err := checkPair(p); err != nil {
+	if err := store.CheckPair(p); err != nil {
 		return fmt.Errorf("memory rotate: %w", err)
 	}
 	s.mu.Lock()
@@ -53,7 +53,7 @@ func (s *Store) Rotate(_ context.Context, grantID, oldRefresh string, p store.Pa
 // Authenticate checks an access token and counts the call against a fixed
 // window aligned to the Unix epoch, as the Redis store does.
 func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error) {
-	if err := checkLimit(l); err != nil {
+	if err := store.CheckLimit(l); err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("memory authenticate: %w", err)
 	}
 	s.mu.Lock()
@@ -66,7 +66,7 @@ func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l 
 	if !ok {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
-	if now-g.used >= lastUsedGranularity {
+	if now-g.used >= store.LastUsedGranularity.Milliseconds() {
 		g.used = now
 	}
 	t.Scopes = slices.Clone(t.Scopes)
@@ -77,7 +77,7 @@ func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l 
 	if l.Count <= 0 || wms <= 0 {
 		return t, store.RateStatus{Allowed: true}, nil
 	}
-	idx := floorDiv(now, wms)
+	idx := store.WindowIndex(now, wms)
 	st := store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * wms)}
 	w := s.counters[grantID]
 	if w == nil {
@@ -100,7 +100,7 @@ func (s *Store) Authenticate(_ context.Context, grantID, accessDigest string, l 
 // count lives in the grant's window, which Authenticate resets with the
 // window.
 func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) (bool, error) {
-	if err := checkLimit(l); err != nil {
+	if err := store.CheckLimit(l); err != nil {
 		return false, fmt.Errorf("memory refund: %w", err)
 	}
 	if l.Count == 0 {
@@ -112,7 +112,7 @@ func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) (bool, 
 		return false, errClosed
 	}
 	w := s.counters[grantID]
-	if w == nil || w.idx != floorDiv(s.nowMillis(), l.Window.Milliseconds()) || w.n <= 0 || w.refunds >= l.Count {
+	if w == nil || w.idx != store.WindowIndex(s.nowMillis(), l.Window.Milliseconds()) || w.n <= 0 || w.refunds >= l.Count {
 		return false, nil
 	}
 	w.n--
@@ -135,25 +135,4 @@ func (s *Store) token(grantID string, kind store.Kind, digest string, now int64)
 		return store.Token{}, nil, false
 	}
 	return t, g, true
-}
-
-// checkLimit rejects budgets the gateway should never have been configured
-// with; they are reported as store errors (503) rather than guessed at.
-func checkLimit(l store.Limit) error {
-	switch {
-	case l.Count < 0:
-		return fmt.Errorf("rate limit count %d is negative", l.Count)
-	case l.Count > 0 && l.Window < time.Millisecond:
-		return fmt.Errorf("rate limit window %v is shorter than 1ms", l.Window)
-	}
-	return nil
-}
-
-// floorDiv is floor(a/b) for b > 0, also for instants before 1970.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
 }

@@ -24,10 +24,10 @@ import (
 // computes the same index from its clock, so they share one counter per
 // grant without coordinating.
 func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error) {
-	if err := checkLimit(l); err != nil {
+	if err := store.CheckLimit(l); err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 	}
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.Token{}, store.RateStatus{}, store.ErrNotFound
 	}
 	now := s.nowMillis()
@@ -109,7 +109,7 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 	c := checkCall{hmgetArgs: e.hmgetArgs}
 	var idx int64
 	if counted {
-		idx = floorDiv(now, w)
+		idx = store.WindowIndex(now, w)
 		c.zaddArgs = e.zaddArgs(w, idx)
 	}
 	if err := s.authBatcher().check(ctx, &c); err != nil {
@@ -193,38 +193,17 @@ func counterMember(kind string, w, idx int64) string {
 // and at most l.Count times per window (store.Store.Refund), in one script
 // on the grant's counter key (luaRefund).
 func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool, error) {
-	if err := checkLimit(l); err != nil {
+	if err := store.CheckLimit(l); err != nil {
 		return false, fmt.Errorf("redis refund: %w", err)
 	}
-	if l.Count == 0 || !validGrantID(grantID) {
+	if l.Count == 0 || !store.ValidGrantID(grantID) {
 		return false, nil
 	}
 	w := l.Window.Milliseconds()
-	member := counterMember("", w, floorDiv(s.nowMillis(), w))
+	member := counterMember("", w, store.WindowIndex(s.nowMillis(), w))
 	n, err := s.scripts.refund.Run(ctx, s.client, []string{s.k().counter(grantID)}, member, l.Count).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redis refund: %w", err)
 	}
 	return n == 1, nil
-}
-
-// checkLimit rejects budgets the gateway should never have been configured
-// with; they are reported as store errors (503) rather than guessed at.
-func checkLimit(l store.Limit) error {
-	switch {
-	case l.Count < 0:
-		return fmt.Errorf("rate limit count %d is negative", l.Count)
-	case l.Count > 0 && l.Window < time.Millisecond:
-		return fmt.Errorf("rate limit window %v is shorter than 1ms", l.Window)
-	}
-	return nil
-}
-
-// floorDiv is floor(a/b) for b > 0, also for instants before 1970.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
 }

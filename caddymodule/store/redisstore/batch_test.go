@@ -413,7 +413,7 @@ func TestAuthBatchStress(t *testing.T) {
 func windowCount(t *testing.T, f *fixture, l store.Limit) int64 {
 	t.Helper()
 	w := l.Window.Milliseconds()
-	m := counterMember("c", w, floorDiv(f.clk.Now().UnixMilli(), w))
+	m := counterMember("c", w, store.WindowIndex(f.clk.Now().UnixMilli(), w))
 	n, err := f.c.ZScore(t.Context(), defaultKeys.counter(f.id), m).Result()
 	if err != nil {
 		t.Fatalf("ZSCORE %s: %v", m, err)

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -13,7 +12,7 @@ import (
 // SaveCode stores an authorization code of a live grant, extending the
 // grant to outlive the code.
 func (s *Store) SaveCode(ctx context.Context, grantID, digest string, c store.Code) error {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.ErrNotFound
 	}
 	rec, err := json.Marshal(c)
@@ -39,13 +38,13 @@ func (s *Store) SaveCode(ctx context.Context, grantID, digest string, c store.Co
 // "replayed" (presented twice before the tokens were stored: IssueTokens
 // revokes the grant instead of storing them).
 func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.Code, error) {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.Code{}, store.ErrNotFound
 	}
 	now := s.nowMillis()
 	res, err := s.scripts.consumeCode.Run(ctx, s.client,
 		[]string{s.k().grant(grantID), s.k().code(grantID, digest), s.k().marker(grantID, digest), s.k().counter(grantID)},
-		now, now+markerLife,
+		now, now+store.MarkerLife.Milliseconds(),
 	).Result()
 	if err != nil {
 		return store.Code{}, fmt.Errorf("redis consume code: %w", err)
@@ -71,7 +70,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 
 // IssueTokens stores the pair issued for a consumed code.
 func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p store.Pair) error {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.ErrNotFound
 	}
 	w, err := encodePair(p)
@@ -129,10 +128,7 @@ func (w pairWrite) args() []any {
 // and subject are not stored: they are its grant's (the grant id is made
 // of them, oauth.GrantID), and reads return the grant's.
 func encodePair(p store.Pair) (pairWrite, error) {
-	if p.Access.Digest == "" {
-		return pairWrite{}, errors.New("access token digest is empty")
-	}
-	if err := checkLimit(p.Access.Limit); err != nil {
+	if err := store.CheckPair(p); err != nil {
 		return pairWrite{}, err
 	}
 	w := pairWrite{

@@ -163,8 +163,8 @@ func (s *Store) EnqueueEvent(ctx context.Context, e store.Event) error {
 
 // ClaimEvents leases up to max due events to consumer.
 func (s *Store) ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]store.Event, error) {
-	if max <= 0 || lease <= 0 || consumer == "" {
-		return nil, fmt.Errorf("redis claim events: invalid consumer %q, max %d or lease %v", consumer, max, lease)
+	if err := store.CheckClaim(consumer, max, lease); err != nil {
+		return nil, fmt.Errorf("redis claim events: %w", err)
 	}
 	now := s.nowMillis()
 	res, err := s.scripts.claimEvents.Run(ctx, s.client, s.eventKeys(),

@@ -2,9 +2,10 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 // A failure counter is a plain integer key per key, window length and
@@ -19,7 +20,7 @@ import (
 // EVALSHA: INCR and PEXPIRE in one script, so that concurrent calls get
 // distinct counts and no counter is left without a TTL.
 func (s *Store) CountFailure(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return 0, time.Time{}, fmt.Errorf("redis count failure: %w", err)
 	}
 	now := s.nowMillis()
@@ -33,7 +34,7 @@ func (s *Store) CountFailure(ctx context.Context, key string, window time.Durati
 
 // Failures returns the current window's count for key without counting.
 func (s *Store) Failures(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return 0, time.Time{}, fmt.Errorf("redis failures: %w", err)
 	}
 	k, end := s.failureWindow(key, window, s.nowMillis())
@@ -51,25 +52,13 @@ func (s *Store) Failures(ctx context.Context, key string, window time.Duration) 
 // in, and when that window ends.
 func (s *Store) failureWindow(key string, window time.Duration, now int64) (string, int64) {
 	wms := window.Milliseconds()
-	idx := floorDiv(now, wms)
+	idx := store.WindowIndex(now, wms)
 	return s.k().failure(key, wms, idx), (idx + 1) * wms
-}
-
-// checkFailure rejects what CountFailure and Failures cannot count under;
-// like a bad rate-limit budget, it is a store error (503), not a guess.
-func checkFailure(key string, window time.Duration) error {
-	switch {
-	case key == "":
-		return errors.New("empty failure key")
-	case window < time.Millisecond:
-		return fmt.Errorf("failure window %v is shorter than 1ms", window)
-	}
-	return nil
 }
 
 // ClearFailures deletes the current window's counter of key.
 func (s *Store) ClearFailures(ctx context.Context, key string, window time.Duration) error {
-	if err := checkFailure(key, window); err != nil {
+	if err := store.CheckFailure(key, window); err != nil {
 		return fmt.Errorf("redis clear failures: %w", err)
 	}
 	k, _ := s.failureWindow(key, window, s.nowMillis())

@@ -15,11 +15,6 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// errGrantOwner is returned by SaveGrant when a live grant with that id
-// belongs to another client or subject: merging would hand one user's
-// consent to someone else, so it is refused rather than silently done.
-var errGrantOwner = errors.New("grant id belongs to another client or subject")
-
 // SaveGrant creates the grant or merges scopes and profile into it, then
 // adds it to the subject's index. The index is written second
 // (docs/architecture.md §6.5: the grant is the source of truth); when that
@@ -29,11 +24,11 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 	if ttl <= 0 {
 		return fmt.Errorf("redis save grant: ttl %v is not positive", ttl)
 	}
-	if !validGrantID(g.ID) {
+	if !store.ValidGrantID(g.ID) {
 		return fmt.Errorf("redis save grant: invalid grant id %q", g.ID)
 	}
 	now := s.nowMillis()
-	scopes, err := json.Marshal(dedupe(g.Scopes))
+	scopes, err := json.Marshal(store.DedupeScopes(g.Scopes))
 	if err != nil {
 		return fmt.Errorf("redis save grant: %w", err)
 	}
@@ -67,7 +62,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 		return nil
 	case int64:
 		if v == resMismatch {
-			return fmt.Errorf("redis save grant: %w", errGrantOwner)
+			return fmt.Errorf("redis save grant: %w", store.ErrGrantOwner)
 		}
 	}
 	return fmt.Errorf("redis save grant: %w", errReply(res))
@@ -75,7 +70,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 
 // GetGrant returns a live grant. One HMGET: reading one key needs no script.
 func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, error) {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
 	}
 	v, err := s.client.HMGet(ctx, s.k().grant(grantID),
@@ -97,7 +92,7 @@ func (s *Store) GetGrant(ctx context.Context, grantID string) (store.Grant, erro
 // script over the grant's hash and counter), then drops its entry in the
 // subject's index in a best-effort round trip (see revoked).
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) (store.Grant, error) {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.revokeGrant.Run(ctx, s.client,
@@ -174,20 +169,6 @@ func newNonce() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>1, 10)
-}
-
-// dedupe returns the scopes in order without repeats, never nil, so that
-// they encode as a JSON array.
-func dedupe(in []string) []string {
-	out := make([]string, 0, len(in))
-	seen := make(map[string]bool, len(in))
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // isNil reports a go-redis nil reply (a script returning false or nil).

@@ -3,8 +3,6 @@ package redisstore
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -86,12 +84,7 @@ func (s *Store) ListGrants(ctx context.Context, subject string) ([]store.Grant, 
 		// Best effort: the next listing prunes what this one could not.
 		_ = s.scripts.unindex.Run(ctx, s.client, []string{key}, stale...).Err()
 	}
-	slices.SortFunc(out, func(a, b store.Grant) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	store.SortGrants(out)
 	return out, nil
 }
 

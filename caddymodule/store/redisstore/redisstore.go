@@ -131,12 +131,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// validGrantID reports whether every key of the grant would carry the same,
-// non-empty hash tag. With "" or a leading "}" the tag "{...}" is empty and
-// Redis Cluster hashes each whole key, so a script over them fails with
-// CROSSSLOT: an error (503) where a forged token deserves ErrNotFound (401).
-func validGrantID(id string) bool { return id != "" && id[0] != '}' }
-
 // nowMillis reads the injected clock.
 func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
 

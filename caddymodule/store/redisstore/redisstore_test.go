@@ -54,8 +54,8 @@ func TestScriptConstants(t *testing.T) {
 	if !strings.Contains(luaPrelude, "RING = "+strconv.Itoa(ringSize)+" ") {
 		t.Errorf("luaPrelude's RING differs from ringSize %d", ringSize)
 	}
-	if !strings.Contains(luaAuthenticate, ">= "+strconv.Itoa(lastUsedGranularity)+" then") {
-		t.Errorf("luaAuthenticate's last-used granularity differs from %d", lastUsedGranularity)
+	if lu := store.LastUsedGranularity.Milliseconds(); !strings.Contains(luaAuthenticate, ">= "+strconv.FormatInt(lu, 10)+" then") {
+		t.Errorf("luaAuthenticate's last-used granularity differs from store.LastUsedGranularity, %dms", lu)
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 // ("Refresh tokens, reuse and disconnect") says what this catches and what
 // it does not.
 func (s *Store) CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error) {
-	if !validGrantID(grantID) || refreshDigest == "" {
+	if !store.ValidGrantID(grantID) || refreshDigest == "" {
 		return store.Grant{}, store.ErrNotFound
 	}
 	res, err := s.scripts.checkReuse.Run(ctx, s.client,

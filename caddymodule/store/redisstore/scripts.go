@@ -71,19 +71,6 @@ const ringSize = store.RotatedRemembered
 // markers keep: 32, 128 bits of SHA-256 (ringForm).
 const ringDigest = 32
 
-// lastUsedGranularity is how stale a grant's last_used may get before
-// Authenticate rewrites it. last_used is shown to users as "last used 5
-// minutes ago", so minute precision is all it needs. Rewriting it on every
-// call would add a write to the grant hash (propagated to replicas and the
-// AOF) to every API call, and would make Authenticate a write even for
-// unlimited clients, whose calls otherwise only read. Spelt as a literal in
-// luaAuthenticate, like gcMargin.
-const lastUsedGranularity = 60_000 // ms
-
-// markerLife is how long a consumed code's replay marker is kept. Codes live
-// minutes; a day comfortably covers a client that retries a stale code.
-const markerLife = 24 * 60 * 60 * 1000 // ms
-
 // Script results that are not data.
 const (
 	resNotFound = 0
@@ -435,7 +422,7 @@ if g[1] ~= digest then
 end
 local texp, gexp = tonumber(x), tonumber(g[3])
 if not texp or texp <= now or not gexp or gexp <= now then return 0 end
-if now - (tonumber(g[4]) or 0) >= 60000 then -- lastUsedGranularity
+if now - (tonumber(g[4]) or 0) >= 60000 then -- store.LastUsedGranularity
   redis.call('HSET', grant_key, 'u', now)
 end
 lc, lw, pair = lc or '0', lw or '0', pair or ''

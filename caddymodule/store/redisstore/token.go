@@ -9,7 +9,7 @@ import (
 
 // GetToken returns a live token of a live grant.
 func (s *Store) GetToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
-	if !validGrantID(grantID) {
+	if !store.ValidGrantID(grantID) {
 		return store.Token{}, store.ErrNotFound
 	}
 	res, err := s.scripts.getToken.Run(ctx, s.client,
@@ -42,7 +42,7 @@ func (s *Store) Rotate(ctx context.Context, grantID, oldRefresh string, p store.
 	if err != nil {
 		return fmt.Errorf("redis rotate: %w", err)
 	}
-	if !validGrantID(grantID) || oldRefresh == "" {
+	if !store.ValidGrantID(grantID) || oldRefresh == "" {
 		return store.ErrNotFound
 	}
 	args := append([]any{s.nowMillis(), oldRefresh, ringForm(oldRefresh)}, w.args()...)

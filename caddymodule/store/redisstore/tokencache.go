@@ -3,6 +3,7 @@ package redisstore
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
@@ -32,9 +33,9 @@ const tokenCacheMax = 1 << 16
 
 // recheckEvery is how often (ms) the script, rather than the cheaper
 // check, runs for a remembered token, so that its grant's last_used (which
-// only the script writes) stays within lastUsedGranularity plus this of
-// the truth.
-const recheckEvery = lastUsedGranularity / 2
+// only the script writes) stays within store.LastUsedGranularity plus this
+// of the truth.
+const recheckEvery = int64(store.LastUsedGranularity/time.Millisecond) / 2
 
 // remembered is one token the script accepted. Only zadd is ever modified
 // (atomically), so readers need no lock; Token's slices and the argument

@@ -189,7 +189,7 @@ func TestRememberedTokenBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := floorDiv(f.clk.Now().UnixMilli(), 10000)
+	idx := store.WindowIndex(f.clk.Now().UnixMilli(), 10000)
 	for _, m := range members {
 		if strings.HasSuffix(m, counterMember("", 10000, idx-1)) {
 			t.Errorf("counter members %q: the ended window's %q is left", members, m)
