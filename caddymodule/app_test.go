@@ -96,7 +96,7 @@ const (
 // newTestApp is a provisioned tollgate app on its own memory store and
 // clock, with two clients: "partner" (budget 2/1h) and "other". The clock
 // stands at the start of an hour, so a budget's window starts with it.
-func newTestApp(t *testing.T) (*App, *storetest.Clock) {
+func newTestApp(t testing.TB) (*App, *storetest.Clock) {
 	t.Helper()
 	clk := storetest.NewClock()
 	a := &App{

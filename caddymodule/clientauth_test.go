@@ -276,7 +276,7 @@ type handler interface {
 
 // post sends a form to h; basic, when not "", is "id:secret" for
 // client_secret_basic.
-func post(t *testing.T, h handler, path string, form url.Values, basic string) *httptest.ResponseRecorder {
+func post(t testing.TB, h handler, path string, form url.Values, basic string) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")

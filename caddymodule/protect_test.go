@@ -20,7 +20,7 @@ import (
 // newProtect provisions p as a config load does (Provision with a
 // caddy.Context, then Validate), then points it at the test app a, so that
 // it checks tokens against a's memory store and clock.
-func newProtect(t *testing.T, a *App, p Protect) *Protect {
+func newProtect(t testing.TB, a *App, p Protect) *Protect {
 	t.Helper()
 	cfgCtx, err := caddy.ProvisionContext(&caddy.Config{})
 	if err != nil {

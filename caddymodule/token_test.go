@@ -322,7 +322,7 @@ var testVerifier = strings.Repeat("v", 43)
 
 // newCode runs a consent of alice to client, with the S256 challenge of
 // testVerifier and the client's first redirect URI, and returns the code.
-func newCode(t *testing.T, a *App, client string, scopes ...string) string {
+func newCode(t testing.TB, a *App, client string, scopes ...string) string {
 	t.Helper()
 	code, err := a.grantCode(t.Context(), &pending{
 		ClientID: client, RedirectURI: a.clients[client].RedirectURIs[0], Scopes: scopes,
@@ -336,7 +336,7 @@ func newCode(t *testing.T, a *App, client string, scopes ...string) string {
 
 // issue runs a consent and the token endpoint's code exchange for client
 // and alice, and returns the token response.
-func issue(t *testing.T, a *App, client, secret string, scopes ...string) tokenResponse {
+func issue(t testing.TB, a *App, client, secret string, scopes ...string) tokenResponse {
 	t.Helper()
 	w := post(t, &Token{appRef{a}}, "/oauth/token", url.Values{
 		"grant_type": {"authorization_code"}, "code": {newCode(t, a, client, scopes...)},
