@@ -135,6 +135,9 @@ type App struct {
 	formKeyCache *atomic.Pointer[[]byte]
 	audit        *zap.Logger
 
+	// rateLimited counts 429s by client (metrics.go).
+	rateLimited clientCounters
+
 	// formKeyChecked is when the cached form key was last confirmed
 	// against the store, in Unix nanoseconds (forms.go).
 	formKeyChecked *atomic.Int64
@@ -349,22 +352,32 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.store, a.poolKey = st, key
-	if key != "memory" {
-		// The embedded store answers from process memory and cannot hang;
-		// only a networked store needs the deadline (and its allocations
-		// on the hot path).
-		a.store = deadlineStore{st: st, timeout: time.Duration(a.StoreTimeout)}
+	a.poolKey = key
+	// Every store call goes through deadlineStore, which times it. The
+	// embedded store answers from process memory and cannot hang; only a
+	// networked store needs the deadline (and its allocations on the hot
+	// path).
+	timeout := time.Duration(a.StoreTimeout)
+	if key == "memory" {
+		timeout = 0
 	}
+	a.store = deadlineStore{st: st, timeout: timeout}
 	a.webhooks = &webhook.Dispatcher{
-		Queue:    st,
-		Endpoint: a.webhookEndpoint,
-		MaxAge:   time.Duration(a.WebhookMaxAge),
-		Now:      a.now,
-		Logger:   a.logger.Named("webhook"),
-		GaveUp:   a.auditWebhookGivenUp,
+		// The dispatcher's calls have deadlines of their own.
+		Queue:      deadlineStore{st: st},
+		Endpoint:   a.webhookEndpoint,
+		MaxAge:     time.Duration(a.WebhookMaxAge),
+		Now:        a.now,
+		Logger:     a.logger.Named("webhook"),
+		GaveUp:     a.auditWebhookGivenUp,
+		OnDelivery: a.countDelivery,
 	}
-	return nil
+	if br, ok := st.(webhook.BacklogReader); ok {
+		a.webhooks.Backlog = br.Backlog
+		a.webhooks.OnBacklog = setBacklog
+	}
+	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
+	return metrics.register(ctx.GetMetricsRegistry())
 }
 
 // build resolves and checks one client registration.
@@ -490,7 +503,10 @@ func (a *App) Validate() error {
 // Start starts delivering webhook events. During a reload the old and the
 // new config's dispatchers overlap for a moment; the queue's leases keep
 // them from sending one event twice.
-func (a *App) Start() error { return a.webhooks.Start() }
+func (a *App) Start() error {
+	metrics.maxAge.Set(time.Duration(a.WebhookMaxAge).Seconds())
+	return a.webhooks.Start()
+}
 
 // Stop stops the webhook dispatcher; events in flight come back when their
 // lease runs out, here or on another instance.

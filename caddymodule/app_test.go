@@ -123,10 +123,11 @@ func newTestApp(t testing.TB) (*App, *storetest.Clock) {
 		limits:         map[string]store.Limit{},
 		targets:        map[string]webhookTarget{},
 	}
-	for _, cc := range []ClientConfig{
+	a.Clients = []ClientConfig{
 		{ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"}, Scopes: []string{"profile:read", "seatime:read"}, RateLimit: "2/1h"},
 		{ClientID: "other", Secret: otherSecret, RedirectURIs: []string{"https://other.example.com/cb"}, Scopes: []string{"profile:read"}},
-	} {
+	}
+	for _, cc := range a.Clients {
 		c, err := cc.build(caddy.NewReplacer())
 		if err != nil {
 			t.Fatal(err)
@@ -136,7 +137,9 @@ func newTestApp(t testing.TB) (*App, *storetest.Clock) {
 	}
 	st := memory.New(clk.Now)
 	t.Cleanup(func() { st.Close() })
-	a.store = st
+	// As Provision has it: timed, with no deadline on the memory store.
+	a.store = deadlineStore{st: st}
+	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
 	// As Provision does; never started, so events stay queued in st.
 	a.webhooks = &webhook.Dispatcher{Queue: st, Endpoint: a.webhookEndpoint, Now: clk.Now, Logger: zap.NewNop()}
 	return a, clk

@@ -47,6 +47,7 @@ func (h *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		renderPage(w, http.StatusMethodNotAllowed, errorPage, oauth.Errorf(oauth.InvalidRequest, "method not allowed"))
+		h.app.countAuthorize("", authorizeInvalidRequest)
 	}
 	return nil
 }
@@ -58,6 +59,7 @@ func (h *Authorize) start(w http.ResponseWriter, r *http.Request) {
 	a := h.app
 	if len(r.URL.RawQuery) > oauth.MaxAuthorizeQuery {
 		renderPage(w, http.StatusRequestURITooLong, errorPage, oauth.Errorf(oauth.InvalidRequest, "The authorization request is longer than %d bytes.", oauth.MaxAuthorizeQuery))
+		a.countAuthorize("", authorizeInvalidRequest)
 		return
 	}
 	req, aerr := oauth.ParseAuthorize(r.URL.Query(), a)
@@ -79,12 +81,13 @@ func (h *Authorize) start(w http.ResponseWriter, r *http.Request) {
 		p.Subject, p.Profile = users.Identify(r)
 		if p.Subject == "" {
 			renderPage(w, http.StatusUnauthorized, errorPage, oauth.Errorf(oauth.AccessDenied, "You are not signed in. The gateway is configured to take the user from a preceding authentication handler, and none signed you in."))
+			a.countAuthorize(p.ClientID, authorizeUnauthenticated)
 			return
 		}
 	case PasswordAuthenticator:
 		s, digest, ok, err := a.loadSession(ctx, r)
 		if err != nil {
-			h.unavailable(w, err)
+			h.unavailable(w, p.ClientID, err)
 			return
 		}
 		if !ok || s.Subject == "" {
@@ -94,6 +97,7 @@ func (h *Authorize) start(w http.ResponseWriter, r *http.Request) {
 		p.Subject, p.Session = s.Subject, digest
 	default:
 		renderPage(w, http.StatusInternalServerError, errorPage, oauth.Errorf(oauth.ServerError, "No user authenticator is configured on this gateway."))
+		a.countAuthorize(p.ClientID, authorizeError)
 		return
 	}
 	h.show(w, r, p, http.StatusOK)
@@ -105,18 +109,18 @@ func (h *Authorize) showLogin(w http.ResponseWriter, r *http.Request, p *pending
 	a := h.app
 	key, err := a.formKey(r.Context())
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	binding, err := a.loginBinding(w, r)
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	p.Subject, p.Session, p.CSRF, p.Profile = "", "", "", nil
 	tx, err := sealForm(key, p)
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	renderPage(w, status, loginPage, map[string]any{
@@ -126,6 +130,7 @@ func (h *Authorize) showLogin(w http.ResponseWriter, r *http.Request, p *pending
 		"ClientName": a.Client(p.ClientID).Name,
 		"Error":      loginError,
 	})
+	a.countAuthorize(p.ClientID, authorizeLoginForm)
 }
 
 // show stores p, whose user has signed in, under a fresh transaction id
@@ -135,12 +140,12 @@ func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, sta
 	tx, err1 := oauth.RandomString(a.rand, 32)
 	csrf, err2 := oauth.RandomString(a.rand, 32)
 	if err := errors.Join(err1, err2); err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	p.CSRF = oauth.Digest(csrf)
 	if err := a.savePending(r.Context(), tx, p); err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	scopes := make([]Scope, len(p.Scopes))
@@ -155,6 +160,7 @@ func (h *Authorize) show(w http.ResponseWriter, r *http.Request, p *pending, sta
 		"Subject":    a.displayName(p.Subject, p.Profile),
 		"Scopes":     scopes,
 	}, p.RedirectURI)
+	a.countAuthorize(p.ClientID, authorizeConsentForm)
 }
 
 // submit handles POST: the sign-in form or the consent decision.
@@ -162,6 +168,7 @@ func (h *Authorize) submit(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form could not be read."))
+		h.app.countAuthorize("", authorizeBadForm)
 		return
 	}
 	form := r.PostForm
@@ -176,19 +183,22 @@ func (h *Authorize) submit(w http.ResponseWriter, r *http.Request) {
 	p, err := h.app.takePending(ctx, tx)
 	if errors.Is(err, store.ErrNotFound) {
 		expired(w)
+		h.app.countAuthorize("", authorizeBadForm)
 		return
 	}
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, "", err)
 		return
 	}
 	if !h.boundToBrowser(ctx, r, p, form.Get("csrf")) {
 		notThisBrowser(w)
+		h.app.countAuthorize(p.ClientID, authorizeBadForm)
 		return
 	}
 	decision := form.Get("decision")
 	if decision == "" {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form is incomplete."))
+		h.app.countAuthorize(p.ClientID, authorizeBadForm)
 		return
 	}
 	h.decide(w, r, p, decision)
@@ -209,31 +219,35 @@ func (h *Authorize) submitLogin(w http.ResponseWriter, r *http.Request, tx strin
 	users, ok := a.users.(PasswordAuthenticator)
 	if !ok {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "Signing in is not expected here."))
+		a.countAuthorize("", authorizeBadForm)
 		return
 	}
 	key, err := a.formKey(r.Context())
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, "", err)
 		return
 	}
 	p := new(pending)
 	if !openForm(key, tx, p) || !a.now().Before(p.ExpiresAt) || a.Client(p.ClientID) == nil || p.Subject != "" {
 		expired(w)
+		a.countAuthorize("", authorizeBadForm)
 		return
 	}
 	binding := readLoginCookie(r)
 	want := anonymousCSRF(key, "authorize", binding, "")
 	if binding == "" || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
 		notThisBrowser(w)
+		a.countAuthorize(p.ClientID, authorizeBadForm)
 		return
 	}
 	if !r.PostForm.Has("username") {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "The form is incomplete."))
+		a.countAuthorize(p.ClientID, authorizeBadForm)
 		return
 	}
 	res, err := a.signIn(w, r, users, p.ClientID, r.PostForm.Get("username"), r.PostForm.Get("password"))
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	if res.Subject == "" {
@@ -267,21 +281,24 @@ func (h *Authorize) decide(w http.ResponseWriter, r *http.Request, p *pending, d
 	a := h.app
 	if p.Subject == "" {
 		renderPage(w, http.StatusBadRequest, errorPage, oauth.Errorf(oauth.InvalidRequest, "Sign in first."))
+		a.countAuthorize(p.ClientID, authorizeBadForm)
 		return
 	}
 	if decision != "allow" {
 		a.auditEvent(r.Context(), auditConsentDenied, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes))
 		h.redirect(w, p, url.Values{"error": {oauth.AccessDenied}, "error_description": {"The user denied access."}})
+		a.countAuthorize(p.ClientID, authorizeDenied)
 		return
 	}
 	code, err := a.grantCode(r.Context(), p)
 	if err != nil {
-		h.unavailable(w, err)
+		h.unavailable(w, p.ClientID, err)
 		return
 	}
 	a.auditEvent(r.Context(), auditConsentGranted, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes))
 	a.auditEvent(r.Context(), auditCodeIssued, auditGrant("", p.ClientID, p.Subject), zap.Strings("scopes", p.Scopes), auditDigest("code_digest", oauth.Digest(code)))
 	h.redirect(w, p, url.Values{"code": {code}})
+	a.countAuthorize(p.ClientID, authorizeGranted)
 }
 
 // redirect sends the user back to the client with v, the state and, when
@@ -302,6 +319,7 @@ func (h *Authorize) redirect(w http.ResponseWriter, p *pending, v url.Values) {
 // refuse answers an invalid authorization request: redirected to the
 // client when its redirect URI is trusted, else an error page here.
 func (h *Authorize) refuse(w http.ResponseWriter, r *http.Request, e *oauth.AuthorizeError) {
+	h.app.countAuthorize(r.URL.Query().Get("client_id"), authorizeInvalidRequest)
 	if !e.Redirect {
 		renderPage(w, http.StatusBadRequest, errorPage, e.Error)
 		return
@@ -315,7 +333,10 @@ func (h *Authorize) refuse(w http.ResponseWriter, r *http.Request, e *oauth.Auth
 	http.Redirect(w, r, loc, http.StatusFound)
 }
 
-func (h *Authorize) unavailable(w http.ResponseWriter, err error) {
+// unavailable answers 503; clientID is the request's client when known,
+// for the metrics.
+func (h *Authorize) unavailable(w http.ResponseWriter, clientID string, err error) {
+	h.app.countAuthorize(clientID, authorizeError)
 	h.app.logger.Error("authorization request failed", zap.Error(err))
 	w.Header().Set("Retry-After", "5")
 	renderPage(w, http.StatusServiceUnavailable, errorPage, oauth.Errorf(oauth.TemporarilyUnavailable, "The service is temporarily unavailable. Please try again in a moment."))

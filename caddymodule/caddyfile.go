@@ -40,6 +40,7 @@ func init() {
 // parseProtect parses the protecting handler:
 //
 //	tollgate_protect [<scope>...] {
+//		name           <route name for the metrics>
 //		scopes         <scope...>
 //		user_header    <header name>
 //		client_header  <header name>
@@ -66,6 +67,8 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 				return nil, h.ArgErr()
 			}
 			p.Scopes = append(p.Scopes, more...)
+		case "name":
+			err = oneArg(h.Dispenser, &p.Name)
 		case "user_header":
 			err = oneArg(h.Dispenser, &p.UserHeader)
 		case "client_header":

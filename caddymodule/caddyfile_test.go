@@ -83,6 +83,7 @@ func TestCaddyfileRejects(t *testing.T) {
 		{"protect methods without methods", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods\n\t}\n", "wrong argument count"},
 		{"protect methods in lower case", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods get\n\t}\n", `"get" is not an upper-case method token`},
 		{"protect methods twice", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods GET GET\n\t}\n", `"GET" given twice`},
+		{"protect name without value", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tname\n\t}\n", "wrong argument count"},
 		{"protect methods not a token", "tollgate\n}\n:9 {\n\ttollgate_protect a {\n\t\tmethods \"GET,HEAD\"\n\t}\n", "is not an upper-case method token"},
 		{"introspect argument", "tollgate\n}\n:9 {\n\ttollgate_introspect now\n", "takes no arguments"},
 		{"introspect block", "tollgate\n}\n:9 {\n\ttollgate_introspect {\n\t\ttoken x\n\t}\n", "takes no block"},

@@ -32,166 +32,184 @@ const (
 	maxStoreTimeout = 30 * time.Second
 )
 
-// deadlineStore bounds every call to the store it wraps by timeout. It
-// lists each method rather than embedding the store, so that a method added
-// to backend cannot skip the deadline unnoticed.
+// deadlineStore bounds every call to the store it wraps by timeout, and
+// times it for the store metrics (metrics.go): it is the one layer every
+// store call goes through, so the measurement lives here and nowhere else.
+// It lists each method rather than embedding the store, so that a method
+// added to backend cannot skip the deadline or the timing unnoticed. A zero
+// timeout only times: the embedded store cannot hang, and the webhook
+// dispatcher's background calls have deadlines of their own.
 type deadlineStore struct {
 	st      backend
 	timeout time.Duration
 }
 
-// bound returns ctx with the store deadline, unless ctx already ends
-// sooner. The check costs a clock read; context.WithTimeout costs a few
-// small allocations (see BenchmarkAuthenticateDeadline).
-func (s deadlineStore) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
-		return ctx, func() {}
+// storeCall is one call under way: its operation, start and deadline.
+type storeCall struct {
+	op     storeOp
+	start  time.Time
+	cancel context.CancelFunc
+}
+
+// noCancel is the cancel of a call that got no deadline of its own.
+func noCancel() {}
+
+// begin starts a call: ctx with the store deadline, unless ctx already ends
+// sooner or there is none. The check costs a clock read;
+// context.WithTimeout costs a few small allocations (see
+// BenchmarkAuthenticateDeadline); the timing costs a clock read and no
+// allocation.
+func (s deadlineStore) begin(ctx context.Context, op storeOp) (context.Context, storeCall) {
+	c := storeCall{op: op, start: time.Now(), cancel: noCancel}
+	if s.timeout <= 0 {
+		return ctx, c
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Sub(c.start) <= s.timeout {
+		return ctx, c
+	}
+	ctx, c.cancel = context.WithTimeout(ctx, s.timeout)
+	return ctx, c
+}
+
+// end releases the call's deadline, records it and returns err.
+func (c storeCall) end(err error) error {
+	c.cancel()
+	observeStore(c.op, c.start, err)
+	return err
 }
 
 func (s deadlineStore) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.SaveGrant(ctx, g, ttl)
+	ctx, call := s.begin(ctx, opSaveGrant)
+	return call.end(s.st.SaveGrant(ctx, g, ttl))
 }
 
 func (s deadlineStore) GetGrant(ctx context.Context, grantID string) (store.Grant, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.GetGrant(ctx, grantID)
+	ctx, call := s.begin(ctx, opGetGrant)
+	v, err := s.st.GetGrant(ctx, grantID)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) RevokeGrant(ctx context.Context, grantID string) (store.Grant, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.RevokeGrant(ctx, grantID)
+	ctx, call := s.begin(ctx, opRevokeGrant)
+	v, err := s.st.RevokeGrant(ctx, grantID)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) SaveCode(ctx context.Context, grantID, digest string, c store.Code) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.SaveCode(ctx, grantID, digest, c)
+	ctx, call := s.begin(ctx, opSaveCode)
+	return call.end(s.st.SaveCode(ctx, grantID, digest, c))
 }
 
 func (s deadlineStore) ConsumeCode(ctx context.Context, grantID, digest string) (store.Code, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.ConsumeCode(ctx, grantID, digest)
+	ctx, call := s.begin(ctx, opConsumeCode)
+	v, err := s.st.ConsumeCode(ctx, grantID, digest)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) IssueTokens(ctx context.Context, grantID, codeDigest string, p store.Pair) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.IssueTokens(ctx, grantID, codeDigest, p)
+	ctx, call := s.begin(ctx, opIssueTokens)
+	return call.end(s.st.IssueTokens(ctx, grantID, codeDigest, p))
 }
 
 func (s deadlineStore) GetToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.GetToken(ctx, grantID, kind, digest)
+	ctx, call := s.begin(ctx, opGetToken)
+	v, err := s.st.GetToken(ctx, grantID, kind, digest)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) Rotate(ctx context.Context, grantID, oldRefresh string, p store.Pair) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.Rotate(ctx, grantID, oldRefresh, p)
+	ctx, call := s.begin(ctx, opRotate)
+	return call.end(s.st.Rotate(ctx, grantID, oldRefresh, p))
 }
 
 func (s deadlineStore) Authenticate(ctx context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.Authenticate(ctx, grantID, accessDigest, l)
+	ctx, call := s.begin(ctx, opAuthenticate)
+	v, w, err := s.st.Authenticate(ctx, grantID, accessDigest, l)
+	return v, w, call.end(err)
 }
 
 func (s deadlineStore) Refund(ctx context.Context, grantID string, l store.Limit) (bool, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.Refund(ctx, grantID, l)
+	ctx, call := s.begin(ctx, opRefund)
+	v, err := s.st.Refund(ctx, grantID, l)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.SetBlob(ctx, key, value, ttl)
+	ctx, call := s.begin(ctx, opSetBlob)
+	return call.end(s.st.SetBlob(ctx, key, value, ttl))
 }
 
 func (s deadlineStore) GetBlob(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.GetBlob(ctx, key)
+	ctx, call := s.begin(ctx, opGetBlob)
+	v, err := s.st.GetBlob(ctx, key)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) TakeBlob(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.TakeBlob(ctx, key)
+	ctx, call := s.begin(ctx, opTakeBlob)
+	v, err := s.st.TakeBlob(ctx, key)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) DeleteBlob(ctx context.Context, key string) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.DeleteBlob(ctx, key)
+	ctx, call := s.begin(ctx, opDeleteBlob)
+	return call.end(s.st.DeleteBlob(ctx, key))
 }
 
 func (s deadlineStore) CountFailure(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.CountFailure(ctx, key, window)
+	ctx, call := s.begin(ctx, opCountFailure)
+	v, w, err := s.st.CountFailure(ctx, key, window)
+	return v, w, call.end(err)
 }
 
 func (s deadlineStore) LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.LoadOrStoreBlob(ctx, key, value)
+	ctx, call := s.begin(ctx, opLoadOrStoreBlob)
+	v, err := s.st.LoadOrStoreBlob(ctx, key, value)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) ClearFailures(ctx context.Context, key string, window time.Duration) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.ClearFailures(ctx, key, window)
+	ctx, call := s.begin(ctx, opClearFailures)
+	return call.end(s.st.ClearFailures(ctx, key, window))
 }
 
 func (s deadlineStore) Failures(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.Failures(ctx, key, window)
+	ctx, call := s.begin(ctx, opFailures)
+	v, w, err := s.st.Failures(ctx, key, window)
+	return v, w, call.end(err)
 }
 
 func (s deadlineStore) CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.CheckReuse(ctx, grantID, refreshDigest, grace)
+	ctx, call := s.begin(ctx, opCheckReuse)
+	v, err := s.st.CheckReuse(ctx, grantID, refreshDigest, grace)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) ListGrants(ctx context.Context, subject string) ([]store.Grant, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.ListGrants(ctx, subject)
+	ctx, call := s.begin(ctx, opListGrants)
+	v, err := s.st.ListGrants(ctx, subject)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) EnqueueEvent(ctx context.Context, e store.Event) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.EnqueueEvent(ctx, e)
+	ctx, call := s.begin(ctx, opEnqueueEvent)
+	return call.end(s.st.EnqueueEvent(ctx, e))
 }
 
 func (s deadlineStore) ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]store.Event, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.ClaimEvents(ctx, consumer, max, lease)
+	ctx, call := s.begin(ctx, opClaimEvents)
+	v, err := s.st.ClaimEvents(ctx, consumer, max, lease)
+	return v, call.end(err)
 }
 
 func (s deadlineStore) AckEvent(ctx context.Context, e store.Event) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.AckEvent(ctx, e)
+	ctx, call := s.begin(ctx, opAckEvent)
+	return call.end(s.st.AckEvent(ctx, e))
 }
 
 func (s deadlineStore) RetryEvent(ctx context.Context, e store.Event, next time.Time) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.st.RetryEvent(ctx, e, next)
+	ctx, call := s.begin(ctx, opRetryEvent)
+	return call.end(s.st.RetryEvent(ctx, e, next))
 }
 
 // Close is not bounded: it releases the client, it does not ask the store.

@@ -54,8 +54,10 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthe
 	subject, ok := users.Login(username, password)
 	if !ok {
 		a.auditEvent(ctx, auditSignInFailed, who)
+		countSignIn("failure")
 		return signInResult{Msg: "The username or password is not right.", Status: http.StatusUnauthorized}, nil
 	}
+	countSignIn("success")
 	if err := a.store.ClearFailures(ctx, userKey, a.signInLimit.Window); err != nil {
 		a.logger.Warn("clearing the sign-in count failed", zap.Error(err))
 	}
@@ -94,6 +96,7 @@ func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string, who za
 		}
 		if n > c.limit.Count {
 			a.auditEvent(ctx, auditSignInThrottled, who, zap.String("limit", c.by), zap.Time("until", reset))
+			countSignIn("throttled_" + c.by)
 			wait := max(time.Minute, reset.Sub(a.now()).Round(time.Minute))
 			return signInResult{
 				Msg:    fmt.Sprintf("%s Try again in %d minutes.", c.msg, int(wait/time.Minute)),

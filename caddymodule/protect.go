@@ -38,6 +38,10 @@ func init() {
 // the token nor a header a caller forged; so are the gateway's own cookies
 // (names starting with tollgate_).
 type Protect struct {
+	// Name labels the route's token checks in the metrics (README
+	// "Metrics"). Default: its scopes, space-separated, or "unscoped".
+	Name string `json:"name,omitempty"`
+
 	// Scopes the token must all carry.
 	Scopes []string `json:"scopes,omitempty"`
 
@@ -74,6 +78,7 @@ type Protect struct {
 	// Connection field may not name (ServeHTTP).
 	guarded []string
 	logger  *zap.Logger
+	checks  routeChecks
 }
 
 // CaddyModule returns the Caddy module information.
@@ -98,7 +103,20 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	if p.ETagMaxBytes == 0 {
 		p.ETagMaxBytes = 1 << 20
 	}
+	p.checks = newRouteChecks(p.routeLabel())
 	return nil
+}
+
+// routeLabel is the route's label in the metrics: its name, else its
+// scopes, which the config bounds as it bounds names.
+func (p *Protect) routeLabel() string {
+	switch {
+	case p.Name != "":
+		return p.Name
+	case p.scopeList != "":
+		return p.scopeList
+	}
+	return "unscoped"
 }
 
 // Validate checks that the route's scopes exist in the catalogue, so a typo
@@ -115,6 +133,9 @@ func (p *Protect) Validate() error {
 		}
 	}
 	if err := checkMethods(p.Methods); err != nil {
+		return fmt.Errorf("tollgate_protect: %w", err)
+	}
+	if err := checkRouteName(p.Name); err != nil {
 		return fmt.Errorf("tollgate_protect: %w", err)
 	}
 	return nil
@@ -156,6 +177,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
 		w.Header().Set("Allow", p.allow)
 		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "this route accepts only " + p.allow}).write(w, a.Realm)
+		p.checks.count(checkBadRequest)
 		return nil
 	}
 	// A Connection field naming a header this handler sets or strips would
@@ -166,6 +188,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if conn := r.Header["Connection"]; len(conn) > 0 {
 		if n := connectionNames(conn, p.guarded); n != "" {
 			(&apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the Connection header may not name " + n}).write(w, a.Realm)
+			p.checks.count(checkBadRequest)
 			return nil
 		}
 	}
@@ -186,17 +209,21 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if aerr != nil {
 		aerr.write(w, a.Realm)
+		p.checks.refused(aerr.Status)
 		return nil
 	}
 	a.rateHeaders(w.Header(), c.Rate)
 	if !c.Rate.Allowed {
 		tooMany(w, c.Rate, a.now(), a.Realm)
+		p.checks.limited(a, c.Token.ClientID)
 		return nil
 	}
 	if m := oauth.Missing(c.Token.Scopes, p.Scopes); m != "" {
 		insufficientScope(p.scopeList).write(w, a.Realm)
+		p.checks.count(checkInsufficientScope)
 		return nil
 	}
+	p.checks.count(checkOK)
 
 	scope := oauth.FormatScope(c.Token.Scopes)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

@@ -47,6 +47,7 @@ type tokenResponse struct {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Token) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	resp, oerr := h.serve(w, r)
+	h.app.countToken(r, oerr)
 	if oerr != nil {
 		oerr.WriteJSON(w)
 		return nil

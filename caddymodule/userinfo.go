@@ -25,6 +25,7 @@ const userinfoScope = "profile:read"
 // profile, for a bearer token with profile:read.
 type UserInfo struct {
 	appRef
+	checks routeChecks
 }
 
 // CaddyModule returns the Caddy module information.
@@ -35,17 +36,26 @@ func (UserInfo) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision reaches the tollgate app and resolves the route's metrics,
+// labelled "userinfo".
+func (h *UserInfo) Provision(ctx caddy.Context) error {
+	h.checks = newRouteChecks("userinfo")
+	return h.appRef.Provision(ctx)
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	a := h.app
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "use GET"}).write(w, a.Realm)
+		h.checks.count(checkBadRequest)
 		return nil
 	}
 	c, aerr := a.authenticateBearer(r)
 	if aerr != nil {
 		aerr.write(w, a.Realm)
+		h.checks.refused(aerr.Status)
 		return nil
 	}
 	// /userinfo is an authenticated API response like any other: it
@@ -54,10 +64,12 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	a.rateHeaders(w.Header(), c.Rate)
 	if !c.Rate.Allowed {
 		tooMany(w, c.Rate, a.now(), a.Realm)
+		h.checks.limited(a, c.Token.ClientID)
 		return nil
 	}
 	if !slices.Contains(c.Token.Scopes, userinfoScope) {
 		insufficientScope(userinfoScope).write(w, a.Realm)
+		h.checks.count(checkInsufficientScope)
 		return nil
 	}
 	profile := map[string]string(nil)
@@ -69,14 +81,17 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			invalidToken().write(w, a.Realm)
+			h.checks.count(checkInvalid)
 			return nil
 		case err != nil:
 			a.logger.Error("store failure on userinfo", zap.Error(err))
 			(&apiError{Status: http.StatusServiceUnavailable, Detail: "retry shortly"}).write(w, a.Realm)
+			h.checks.count(checkStoreError)
 			return nil
 		}
 		profile = g.Profile
 	}
+	h.checks.count(checkOK)
 	claims := map[string]string{"sub": c.Token.Subject}
 	for _, f := range profileFields {
 		claims[f] = profile[f]

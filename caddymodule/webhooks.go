@@ -51,3 +51,16 @@ func (a *App) queueConsentRevoked(ctx context.Context, g store.Grant) error {
 	}
 	return nil
 }
+
+// countDelivery counts a webhook attempt's outcome (metrics.go).
+func (a *App) countDelivery(clientID, outcome string) {
+	metrics.deliveries.WithLabelValues(a.clientLabel(clientID), outcome).Inc()
+}
+
+// setBacklog publishes the webhook queue's backlog as the dispatcher last
+// read it. Every instance reads the same shared queue, so the instances'
+// figures agree up to a poll interval.
+func setBacklog(events int64, oldestAge time.Duration) {
+	metrics.queueDepth.WithLabelValues().Set(float64(events))
+	metrics.oldestAge.WithLabelValues().Set(oldestAge.Seconds())
+}

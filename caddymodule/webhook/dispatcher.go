@@ -40,6 +40,23 @@ type Queue interface {
 	RetryEvent(ctx context.Context, e store.Event, next time.Time) error
 }
 
+// BacklogReader is a Queue that can tell cheaply how many events it holds
+// (due, leased or waiting for a retry) and when the oldest of them was
+// queued, the zero time when it holds none. The dispatcher asks it once per
+// poll at most (Dispatcher.Backlog), never per scrape of the metrics.
+type BacklogReader interface {
+	Backlog(ctx context.Context) (events int64, oldest time.Time, err error)
+}
+
+// Delivery outcomes, as passed to Dispatcher.OnDelivery.
+const (
+	Delivered = "delivered" // the receiver answered 2xx
+	Failed    = "failed"    // no 2xx; the event is retried later
+	Abandoned = "abandoned" // failed past MaxAge; the event is dropped
+	Gone      = "gone"      // the receiver answered 410; the event is dropped
+	Dropped   = "dropped"   // the client has no webhook any more
+)
+
 // Defaults of the Dispatcher's fields.
 const (
 	DefaultMaxAge       = 72 * time.Hour
@@ -110,11 +127,23 @@ type Dispatcher struct {
 	// attempts were made; the app writes its audit entry from it.
 	GaveUp func(e store.Event, reason string, attempts int)
 
+	// OnDelivery, when set, is told the outcome of every attempt that
+	// ran to its end (one of Delivered, Failed, Abandoned, Gone,
+	// Dropped); an attempt cut short by Stop is not one.
+	OnDelivery func(clientID, outcome string)
+	// Backlog, when set, is read after a poll, at most once per
+	// PollInterval, and its answer passed to OnBacklog with the oldest
+	// event's age (0 when the queue is empty).
+	Backlog   func(ctx context.Context) (events int64, oldest time.Time, err error)
+	OnBacklog func(events int64, oldestAge time.Duration)
+
 	setupOnce sync.Once
 	consumer  string
 	client    *http.Client
 	wake      chan struct{}
 	failing   atomic.Bool // the last claim failed
+	// backlogRead is when Backlog was last asked, in Unix nanoseconds.
+	backlogRead atomic.Int64
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -237,6 +266,7 @@ func (d *Dispatcher) poll(ctx context.Context) bool {
 	if d.failing.Swap(false) {
 		d.logger().Info("webhook queue reachable again")
 	}
+	d.readBacklog(ctx)
 	var wg sync.WaitGroup
 	for _, e := range events {
 		wg.Go(func() { d.deliver(ctx, e) })
@@ -245,12 +275,44 @@ func (d *Dispatcher) poll(ctx context.Context) bool {
 	return len(events) == batch
 }
 
+// readBacklog passes the queue's backlog to OnBacklog, unless it was read
+// less than a PollInterval ago (a full batch polls again at once). A
+// failed read leaves the last figures: the claim just succeeded, so it is
+// rare, and the store's own metrics tell of its failures.
+func (d *Dispatcher) readBacklog(ctx context.Context) {
+	if d.Backlog == nil || d.OnBacklog == nil {
+		return
+	}
+	now := d.now()
+	if last := d.backlogRead.Load(); last != 0 && now.Sub(time.Unix(0, last)) < d.pollInterval() {
+		return
+	}
+	d.backlogRead.Store(now.UnixNano())
+	n, oldest, err := d.Backlog(ctx)
+	if err != nil {
+		return
+	}
+	var age time.Duration
+	if !oldest.IsZero() && n > 0 {
+		age = max(now.Sub(oldest), 0)
+	}
+	d.OnBacklog(n, age)
+}
+
+// observe passes an attempt's outcome to OnDelivery.
+func (d *Dispatcher) observe(e store.Event, outcome string) {
+	if d.OnDelivery != nil {
+		d.OnDelivery(e.ClientID, outcome)
+	}
+}
+
 // deliver makes one attempt and records its outcome.
 func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 	log := d.logger().With(zap.String("client_id", e.ClientID), zap.String("event_id", e.ID))
 	target, secret, ok := d.Endpoint(e.ClientID)
 	if !ok || target == "" || len(secret) == 0 {
 		log.Warn("webhook event dropped: the client has no webhook configured any more")
+		d.observe(e, Dropped)
 		d.ack(ctx, log, e)
 		d.gaveUp(e, GaveUpNoWebhook, e.Attempts)
 		return
@@ -258,6 +320,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 	status, retryAfter, err := d.attempt(ctx, target, secret, e)
 	if err == nil && status >= 200 && status < 300 {
 		log.Info("webhook delivered", zap.Int("attempt", e.Attempts+1))
+		d.observe(e, Delivered)
 		d.ack(ctx, log, e)
 		return
 	}
@@ -276,6 +339,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 	if status == http.StatusGone {
 		// Standard Webhooks: 410 means the receiver wants no more.
 		log.Error("webhook event dropped: the receiver answered 410 Gone", zap.Int("attempt", attempt))
+		d.observe(e, Gone)
 		d.ack(ctx, log, e)
 		d.gaveUp(e, GaveUpGone, attempt)
 		return
@@ -284,11 +348,13 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.Event) {
 	if abandon {
 		log.Error("webhook event abandoned: not delivered within max age",
 			zap.Int("attempts", attempt), zap.Time("created", e.CreatedAt), zap.Duration("max_age", d.maxAge()), outcome)
+		d.observe(e, Abandoned)
 		d.ack(ctx, log, e)
 		d.gaveUp(e, GaveUpMaxAge, attempt)
 		return
 	}
 	d.retry(ctx, log, e, next)
+	d.observe(e, Failed)
 	log.Warn("webhook delivery failed; will retry", zap.Int("attempt", attempt), outcome, zap.Time("next_attempt", next))
 }
 

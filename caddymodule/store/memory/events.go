@@ -118,3 +118,22 @@ func (s *Store) RetryEvent(_ context.Context, e store.Event, next time.Time) err
 	q.due = next.UnixMilli()
 	return nil
 }
+
+// Backlog reports how many events are queued (due, leased or waiting for a
+// retry) and when the oldest of them was queued, the zero time when none
+// is (the webhook dispatcher's BacklogReader). It walks the queue under the
+// store's lock, which the dispatcher asks for once per poll at most.
+func (s *Store) Backlog(_ context.Context) (int64, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, time.Time{}, errClosed
+	}
+	var oldest time.Time
+	for _, q := range s.events.entries {
+		if oldest.IsZero() || q.e.CreatedAt.Before(oldest) {
+			oldest = q.e.CreatedAt
+		}
+	}
+	return int64(len(s.events.entries)), oldest, nil
+}
