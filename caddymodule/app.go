@@ -505,6 +505,12 @@ func (a *App) Validate() error {
 // them from sending one event twice.
 func (a *App) Start() error {
 	metrics.maxAge.Set(time.Duration(a.WebhookMaxAge).Seconds())
+	if a.webhooks.Backlog == nil {
+		// A store that cannot report its backlog: no figures rather than
+		// an earlier config's.
+		metrics.queueDepth.Reset()
+		metrics.oldestAge.Reset()
+	}
 	return a.webhooks.Start()
 }
 

@@ -327,8 +327,21 @@ func TestDashboardAndAlertsQueryExportedMetrics(t *testing.T) {
 				t.Fatal("no tollgate_webhook_deliveries_total on /metrics 10s after the receiver accepted the event")
 			}
 		}
-		if got := sample(t, fams, "tollgate_webhook_deliveries_total", map[string]string{"client": clientID, "outcome": "delivered"}); got != 1 {
-			t.Errorf("delivered webhooks %v, want 1", got)
+		// What the flow did, counted once each.
+		for _, c := range []struct {
+			name   string
+			labels map[string]string
+		}{
+			{"tollgate_sign_in_attempts_total", map[string]string{"outcome": "success"}},
+			{"tollgate_authorize_requests_total", map[string]string{"client": clientID, "outcome": "granted"}},
+			{"tollgate_token_requests_total", map[string]string{"grant_type": "authorization_code", "client": clientID, "outcome": "ok"}},
+			{"tollgate_token_requests_total", map[string]string{"grant_type": "refresh_token", "client": clientID, "outcome": "ok"}},
+			{"tollgate_token_checks_total", map[string]string{"route": "me", "outcome": "ok"}},
+			{"tollgate_webhook_deliveries_total", map[string]string{"client": clientID, "outcome": "delivered"}},
+		} {
+			if got := sample(t, fams, c.name, c.labels); got != 1 {
+				t.Errorf("%s%v = %v, want 1", c.name, c.labels, got)
+			}
 		}
 
 		var missing []string
