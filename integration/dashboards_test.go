@@ -284,10 +284,6 @@ func sample(t *testing.T, fams map[string]*dto.MetricFamily, name string, want m
 	return 0
 }
 
-// redisLacksBacklog are the metrics the Redis store cannot feed yet: it
-// does not report its webhook queue's backlog (README, "Metrics").
-var redisLacksBacklog = []string{"tollgate_webhook_queue_depth", "tollgate_webhook_oldest_event_age_seconds"}
-
 // TestDashboardAndAlertsQueryExportedMetrics drives the partner flow end
 // to end (sign-in, consent, code exchange, refresh, an API call,
 // disconnect and its webhook) and then checks that every metric the
@@ -348,9 +344,6 @@ func TestDashboardAndAlertsQueryExportedMetrics(t *testing.T) {
 		for _, s := range sels {
 			f, ok := exported(fams, s.metric)
 			if !ok {
-				if gw.store == "redis" && slices.Contains(redisLacksBacklog, s.metric) {
-					continue
-				}
 				missing = append(missing, s.where+": "+s.metric)
 				continue
 			}

@@ -271,3 +271,31 @@ func validEntryID(h string) bool {
 	_, err2 := strconv.ParseUint(seq, 10, 64)
 	return err1 == nil && err2 == nil
 }
+
+// Backlog reports how many events are queued (due, leased or waiting for a
+// retry: every entry not yet acked, as an ack deletes it from the stream)
+// and when the oldest was queued, the zero time when none is (the webhook
+// dispatcher's BacklogReader, for the queue metrics). One pipeline of XLEN
+// and the stream's first entry: constant work whatever the backlog.
+func (s *Store) Backlog(ctx context.Context) (int64, time.Time, error) {
+	stream := s.eventKeys()[0]
+	var n *redis.IntCmd
+	var first *redis.XMessageSliceCmd
+	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.XLen(ctx, stream)
+		first = p.XRangeN(ctx, stream, "-", "+", 1)
+		return nil
+	}); err != nil {
+		return 0, time.Time{}, fmt.Errorf("redis webhook backlog: %w", err)
+	}
+	var oldest time.Time
+	if msgs := first.Val(); len(msgs) > 0 {
+		created, _ := msgs[0].Values["created"].(string)
+		ms, err := strconv.ParseInt(created, 10, 64)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("redis webhook backlog: entry %s: created %q: %w", msgs[0].ID, created, err)
+		}
+		oldest = time.UnixMilli(ms)
+	}
+	return n.Val(), oldest, nil
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,37 @@ const eventLease = time.Minute
 
 func eventCases() []testCase {
 	return []testCase{
+		{"the backlog counts every event not yet acked and dates the oldest", func(t *testing.T, e *env) {
+			b, ok := e.s.(interface {
+				Backlog(context.Context) (int64, time.Time, error)
+			})
+			if !ok {
+				t.Fatalf("%T cannot report its webhook backlog (the queue metrics need it)", e.s)
+			}
+			want := func(n int64, oldest time.Time) {
+				t.Helper()
+				gotN, gotOldest, err := b.Backlog(e.ctx)
+				if err != nil || gotN != n || !gotOldest.Equal(oldest) {
+					t.Fatalf("Backlog() = %d, %v, %v; want %d, %v", gotN, gotOldest, err, n, oldest)
+				}
+			}
+			want(0, time.Time{})
+			first := e.event(t, []byte(`{}`)).CreatedAt.Truncate(time.Millisecond)
+			e.clk.Advance(time.Minute)
+			e.event(t, []byte(`{}`))
+			want(2, first)
+			// Leased, then retried an hour ahead: still queued, still the
+			// oldest.
+			claimed := e.claim(t, "c", 1)
+			if len(claimed) != 1 {
+				t.Fatalf("claimed %d events, want 1", len(claimed))
+			}
+			want(2, first)
+			wantErr(t, "RetryEvent", e.s.RetryEvent(e.ctx, claimed[0], e.clk.Now().Add(time.Hour)), nil)
+			want(2, first)
+			wantErr(t, "AckEvent", e.s.AckEvent(e.ctx, claimed[0]), nil)
+			want(1, first.Add(time.Minute))
+		}},
 		{"an event is queued, claimed and acked", func(t *testing.T, e *env) {
 			in := e.event(t, []byte(`{"type":"user.consent.revoked"}`))
 			got := e.claim(t, "a", 10)
