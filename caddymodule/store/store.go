@@ -150,8 +150,25 @@ type RateStatus struct {
 	Allowed   bool          // false: the request exceeded the budget
 }
 
-// Store is everything the handlers need from a backing store.
+// Store is everything the handlers need from a backing store: the roles
+// below, one per kind of state, each used by the handlers that touch that
+// state (docs/architecture.md §6). A handler names the roles it uses, so
+// that what it may do to the store shows where it does it.
 type Store interface {
+	Grants
+	Codes
+	Tokens
+	Budgets
+	Blobs
+	FailureCounts
+	Events
+	Lifecycle
+}
+
+// Grants keeps the grants themselves: consent writes them, the
+// connections page and the admin API list and revoke them, /userinfo
+// reads the profile snapshot.
+type Grants interface {
 	// SaveGrant creates the grant or, when it exists, adds the scopes and
 	// profile to it. Its lifetime is extended to at least ttl. A live grant
 	// with that id but another client or subject is left as it is, and the
@@ -162,7 +179,17 @@ type Store interface {
 	// RevokeGrant deletes the grant and every code, token and counter of it
 	// atomically and returns what was revoked, or ErrNotFound.
 	RevokeGrant(ctx context.Context, grantID string) (Grant, error)
+	// ListGrants returns the live grants of a subject, newest first: the
+	// user's connected apps. It reads an index kept beside the grants
+	// (docs/architecture.md §6.5: indexes that span grants live in their
+	// own keys, written after the grant; the grant is the source of truth),
+	// so an entry whose grant is gone is skipped and pruned.
+	ListGrants(ctx context.Context, subject string) ([]Grant, error)
+}
 
+// Codes keeps authorization codes: consent stores one, the token
+// endpoint consumes it.
+type Codes interface {
 	// SaveCode stores an authorization code of a live grant (ErrNotFound
 	// when the grant does not exist).
 	SaveCode(ctx context.Context, grantID, digest string, c Code) error
@@ -171,6 +198,11 @@ type Store interface {
 	// it, the grant is revoked in the same step); an unknown or expired code
 	// gives ErrNotFound.
 	ConsumeCode(ctx context.Context, grantID, digest string) (Code, error)
+}
+
+// Tokens keeps token pairs: the token endpoint issues and rotates them,
+// revocation and introspection look them up.
+type Tokens interface {
 	// IssueTokens stores the pair issued for a consumed code. It fails with
 	// ErrCodeReplayed if the code was presented again in between (and
 	// revokes the grant), and with ErrNotFound if the grant is gone. A
@@ -178,7 +210,6 @@ type Store interface {
 	// ones, the new pair replaces the one that would expire first, whose
 	// tokens are then simply not found (not a reuse).
 	IssueTokens(ctx context.Context, grantID, codeDigest string, p Pair) error
-
 	// GetToken returns a live token of the given kind or ErrNotFound.
 	GetToken(ctx context.Context, grantID string, kind Kind, digest string) (Token, error)
 	// Rotate atomically deletes the refresh token oldRefresh and its paired
@@ -198,28 +229,12 @@ type Store interface {
 	// longer ago than the ring reaches, or for one whose grant is already
 	// gone, it returns ErrNotFound and revokes nothing.
 	CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (Grant, error)
+}
 
-	// ListGrants returns the live grants of a subject, newest first: the
-	// user's connected apps. It reads an index kept beside the grants
-	// (docs/architecture.md §6.5: indexes that span grants live in their
-	// own keys, written after the grant; the grant is the source of truth),
-	// so an entry whose grant is gone is skipped and pruned.
-	ListGrants(ctx context.Context, subject string) ([]Grant, error)
-
-	// EnqueueEvent durably stores a webhook event for delivery before it
-	// returns (docs/architecture.md §7). On Redis the queue is a Stream
-	// with a consumer group, so several gateway instances share deliveries.
-	EnqueueEvent(ctx context.Context, e Event) error
-	// ClaimEvents leases up to max events that are due (NextAttempt not
-	// after now) to consumer for lease; an event whose lease ran out
-	// without an ack or retry (its claimer died) is due again.
-	ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]Event, error)
-	// AckEvent removes a delivered (or abandoned) event for good.
-	AckEvent(ctx context.Context, e Event) error
-	// RetryEvent records a failed attempt: Attempts is incremented and the
-	// event is not due again before next.
-	RetryEvent(ctx context.Context, e Event, next time.Time) error
-
+// Budgets is the API hot path (docs/architecture.md §5): checking an
+// access token and counting the request against its grant's budget, and
+// giving a request back.
+type Budgets interface {
 	// Authenticate is the API hot path, one round trip: it looks the access
 	// token up, checks it is live and its grant alive, counts one request
 	// against the grant's budget and records the grant as used. The budget
@@ -235,9 +250,12 @@ type Store interface {
 	// counter, in the grant's keys, and ends with the window. It is atomic:
 	// of concurrent calls, at most the cap succeed.
 	Refund(ctx context.Context, grantID string, l Limit) (bool, error)
+}
 
-	// SetBlob, GetBlob and TakeBlob keep small opaque values (sessions,
-	// pending authorization requests) under a caller-chosen key for ttl.
+// Blobs keeps small opaque values (sessions, pending authorization
+// requests, the form-signing key) under a caller-chosen key.
+type Blobs interface {
+	// SetBlob, GetBlob and TakeBlob keep a value under key for ttl.
 	// TakeBlob gets and deletes atomically, so a value is taken once.
 	SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	GetBlob(ctx context.Context, key string) ([]byte, error)
@@ -249,7 +267,11 @@ type Store interface {
 	// all return the one value that was stored first. Gateway instances
 	// use it to agree on one shared secret (the form-signing key).
 	LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error)
+}
 
+// FailureCounts counts failures per key in fixed windows: sign-in attempts
+// per username and per client address, and the admin API's unlock.
+type FailureCounts interface {
 	// CountFailure counts one failure under key in a fixed window (aligned to
 	// the epoch, judged by the store's clock) and returns how many failures
 	// the key has had in the current window, this one included, and when the
@@ -266,7 +288,29 @@ type Store interface {
 	Failures(ctx context.Context, key string, window time.Duration) (count int64, reset time.Time, err error)
 	// ClearFailures sets the current window's count for key back to zero.
 	ClearFailures(ctx context.Context, key string, window time.Duration) error
+}
 
+// Events is the webhook queue (docs/architecture.md §7): a disconnect
+// queues an event, the webhook dispatcher claims, acks and retries.
+type Events interface {
+	// EnqueueEvent durably stores a webhook event for delivery before it
+	// returns (docs/architecture.md §7). On Redis the queue is a Stream
+	// with a consumer group, so several gateway instances share deliveries.
+	EnqueueEvent(ctx context.Context, e Event) error
+	// ClaimEvents leases up to max events that are due (NextAttempt not
+	// after now) to consumer for lease; an event whose lease ran out
+	// without an ack or retry (its claimer died) is due again.
+	ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]Event, error)
+	// AckEvent removes a delivered (or abandoned) event for good.
+	AckEvent(ctx context.Context, e Event) error
+	// RetryEvent records a failed attempt: Attempts is incremented and the
+	// event is not due again before next.
+	RetryEvent(ctx context.Context, e Event, next time.Time) error
+}
+
+// Lifecycle is the store's connection rather than its state: the
+// handlers never call it.
+type Lifecycle interface {
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error
 	Close() error

@@ -296,7 +296,12 @@ func (h waitHook) check(wait *redis.IntCmd) error {
 // on the primary though the caller got an error. The two together are
 // what README "Redis topologies" recommends: min-replicas-to-write makes a
 // primary without replicas refuse before applying, WAIT covers the window.
+//
+// Acked wraps only those writes, of the store.Tokens and store.Grants
+// roles; every other method is the embedded Store's.
 type Acked struct{ *Store }
+
+var _ store.Store = Acked{}
 
 // IssueTokens is Store.IssueTokens, acknowledged.
 func (a Acked) IssueTokens(ctx context.Context, grantID, codeDigest string, p store.Pair) error {
