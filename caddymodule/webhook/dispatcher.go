@@ -32,13 +32,9 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Queue is the part of the store the dispatcher uses; store.Store has it.
-type Queue interface {
-	EnqueueEvent(ctx context.Context, e store.Event) error
-	ClaimEvents(ctx context.Context, consumer string, max int, lease time.Duration) ([]store.Event, error)
-	AckEvent(ctx context.Context, e store.Event) error
-	RetryEvent(ctx context.Context, e store.Event, next time.Time) error
-}
+// Queue is the part of the store the dispatcher uses: the store's Events
+// role.
+type Queue = store.Events
 
 // BacklogReader is a Queue that can tell cheaply how many events it holds
 // (due, leased or waiting for a retry) and when the oldest of them was
