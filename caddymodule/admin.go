@@ -80,7 +80,7 @@ func clearSignInLock(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	if err := a.store.ClearFailures(r.Context(), key, limit.Window); err != nil {
+	if err := a.failures.ClearFailures(r.Context(), key, limit.Window); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("store: %w", err)}
 	}
 	a.logger.Info("sign-in lock cleared by an operator", zap.Bool("address", req.Address != ""))

@@ -81,7 +81,7 @@ func activeApp() (*App, error) {
 }
 
 func (a *App) listUserGrants(w http.ResponseWriter, r *http.Request, subject string) error {
-	grants, err := a.store.ListGrants(r.Context(), subject)
+	grants, err := a.grants.ListGrants(r.Context(), subject)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("store: %w", err)}
 	}
@@ -109,7 +109,7 @@ func (a *App) revokeUserGrant(w http.ResponseWriter, r *http.Request, subject, c
 	if a.Client(clientID) == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such client in the running config")}
 	}
-	_, err := a.store.GetGrant(r.Context(), oauth.GrantID(clientID, subject))
+	_, err := a.grants.GetGrant(r.Context(), oauth.GrantID(clientID, subject))
 	if errors.Is(err, store.ErrNotFound) {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("this user has no grant to this client")}
 	}

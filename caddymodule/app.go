@@ -126,11 +126,20 @@ type App struct {
 
 	signInLimit, signInAddressLimit store.Limit
 	scopes                          map[string]string
-	store                           backend
 	webhooks                        *webhook.Dispatcher
 	targets                         map[string]webhookTarget // by client_id
 	poolKey                         string
 	logger                          *zap.Logger
+
+	// The store, one field per role of store.Store, all holding the same
+	// deadlineStore (useStore): each handler calls the role it uses.
+	grants   store.Grants
+	codes    store.Codes
+	tokens   store.Tokens
+	budgets  store.Budgets
+	blobs    store.Blobs
+	failures store.FailureCounts
+
 	// formKeyCache holds the form-signing key once read (forms.go).
 	formKeyCache *atomic.Pointer[[]byte]
 	audit        *zap.Logger
@@ -339,7 +348,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.users = mod.(Authenticator)
 	}
 
-	var st backend
+	var st store.Store
 	var key string
 	switch {
 	case a.Redis != nil && a.Store != "":
@@ -361,7 +370,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if key == "memory" {
 		timeout = 0
 	}
-	a.store = deadlineStore{st: st, timeout: timeout}
+	a.useStore(deadlineStore{st: st, timeout: timeout})
 	a.webhooks = &webhook.Dispatcher{
 		// The dispatcher's calls have deadlines of their own.
 		Queue:      deadlineStore{st: st},

@@ -138,9 +138,13 @@ func newTestApp(t testing.TB) (*App, *storetest.Clock) {
 	st := memory.New(clk.Now)
 	t.Cleanup(func() { st.Close() })
 	// As Provision has it: timed, with no deadline on the memory store.
-	a.store = deadlineStore{st: st}
+	a.useStore(deadlineStore{st: st})
 	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
 	// As Provision does; never started, so events stay queued in st.
 	a.webhooks = &webhook.Dispatcher{Queue: st, Endpoint: a.webhookEndpoint, Now: clk.Now, Logger: zap.NewNop()}
 	return a, clk
 }
+
+// closeStore closes a test app's store: every later call fails, as when
+// the store cannot be reached.
+func closeStore(a *App) { _ = a.grants.(store.Lifecycle).Close() }

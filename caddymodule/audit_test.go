@@ -42,7 +42,7 @@ func auditApp(t *testing.T) (*App, *storetest.Clock, *observer.ObservedLogs) {
 		t.Fatal(err)
 	}
 	a.users = users
-	a.webhooks = &webhook.Dispatcher{Queue: a.store, Endpoint: a.webhookEndpoint}
+	a.webhooks = &webhook.Dispatcher{Queue: a.webhooks.Queue, Endpoint: a.webhookEndpoint}
 	return a, clk, logs
 }
 

@@ -355,7 +355,7 @@ func (a *App) grantCode(ctx context.Context, p *pending) (string, error) {
 		CreatedAt:  now,
 		LastUsedAt: now,
 	}
-	if err := a.store.SaveGrant(ctx, g, time.Duration(a.RefreshTokenLifetime)); err != nil {
+	if err := a.grants.SaveGrant(ctx, g, time.Duration(a.RefreshTokenLifetime)); err != nil {
 		return "", fmt.Errorf("saving grant: %w", err)
 	}
 	code, err := oauth.NewToken(a.rand, oauth.CodePrefix, grantID)
@@ -370,7 +370,7 @@ func (a *App) grantCode(ctx context.Context, p *pending) (string, error) {
 		Scopes:      p.Scopes,
 		ExpiresAt:   now.Add(time.Duration(a.CodeLifetime)),
 	}
-	if err := a.store.SaveCode(ctx, grantID, oauth.Digest(code), c); err != nil {
+	if err := a.codes.SaveCode(ctx, grantID, oauth.Digest(code), c); err != nil {
 		return "", fmt.Errorf("saving code: %w", err)
 	}
 	return code, nil

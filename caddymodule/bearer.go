@@ -68,7 +68,7 @@ func (a *App) authenticateBearer(r *http.Request) (caller, *apiError) {
 	if !ok || prefix != oauth.AccessPrefix {
 		return caller{}, invalidToken()
 	}
-	t, rate, err := a.store.Authenticate(r.Context(), grantID, oauth.Digest(tok), store.Limit{})
+	t, rate, err := a.budgets.Authenticate(r.Context(), grantID, oauth.Digest(tok), store.Limit{})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return caller{}, invalidToken()

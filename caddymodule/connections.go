@@ -150,7 +150,7 @@ func (h *Connections) render(w http.ResponseWriter, r *http.Request, status int,
 		renderPage(w, status, connectionsLoginPage, data)
 		return
 	}
-	grants, err := a.store.ListGrants(r.Context(), subject)
+	grants, err := a.grants.ListGrants(r.Context(), subject)
 	if err != nil {
 		h.unavailable(w, err)
 		return
@@ -184,7 +184,7 @@ func (h *Connections) unavailable(w http.ResponseWriter, err error) {
 // "operator") says in the audit log who asked.
 func (a *App) disconnect(ctx context.Context, subject, clientID, by string) error {
 	grantID := oauth.GrantID(clientID, subject)
-	g, err := a.store.GetGrant(ctx, grantID)
+	g, err := a.grants.GetGrant(ctx, grantID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // already gone: disconnecting twice is not an error
 	}
@@ -194,7 +194,7 @@ func (a *App) disconnect(ctx context.Context, subject, clientID, by string) erro
 	if err := a.queueConsentRevoked(ctx, g); err != nil {
 		return err
 	}
-	if _, err := a.store.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := a.grants.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("revoking grant: %w", err)
 	}
 	a.auditEvent(ctx, auditGrantDisconnected, auditGrant(grantID, clientID, subject), zap.String("by", by), zap.Strings("scopes", g.Scopes))

@@ -172,7 +172,7 @@ func TestConnectionsDisconnect(t *testing.T) {
 			if !active(t, a, "other", otherSecret, elsewhere.AccessToken) {
 				t.Error("the user's other app was disconnected too")
 			}
-			events, err := a.store.ClaimEvents(t.Context(), "test", 10, time.Minute)
+			events, err := a.webhooks.Queue.ClaimEvents(t.Context(), "test", 10, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,7 +198,7 @@ func TestConnectionsRefusals(t *testing.T) {
 	if allow := w.Header().Get("Allow"); allow != "GET, HEAD, POST" {
 		t.Errorf("Allow %q, want GET, HEAD, POST", allow)
 	}
-	a.store.Close()
+	closeStore(a)
 	w = connections(t, a, http.MethodGet, nil, c)
 	wantPage(t, w, http.StatusServiceUnavailable)
 	if w.Header().Get("Retry-After") != "5" || !strings.Contains(w.Body.String(), oauth.TemporarilyUnavailable) {

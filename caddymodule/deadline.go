@@ -35,12 +35,13 @@ const (
 // deadlineStore bounds every call to the store it wraps by timeout, and
 // times it for the store metrics (metrics.go): it is the one layer every
 // store call goes through, so the measurement lives here and nowhere else.
-// It lists each method rather than embedding the store, so that a method
-// added to backend cannot skip the deadline or the timing unnoticed. A zero
-// timeout only times: the embedded store cannot hang, and the webhook
-// dispatcher's background calls have deadlines of their own.
+// It lists each method, role by role, rather than embedding the store, so
+// that a method added to store.Store cannot skip the deadline or the
+// timing unnoticed. A zero timeout only times: the embedded store cannot
+// hang, and the webhook dispatcher's background calls have deadlines of
+// their own.
 type deadlineStore struct {
-	st      backend
+	st      store.Store
 	timeout time.Duration
 }
 
@@ -78,6 +79,8 @@ func (c storeCall) end(err error) error {
 	return err
 }
 
+// store.Grants
+
 func (s deadlineStore) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration) error {
 	ctx, call := s.begin(ctx, opSaveGrant)
 	return call.end(s.st.SaveGrant(ctx, g, ttl))
@@ -95,6 +98,14 @@ func (s deadlineStore) RevokeGrant(ctx context.Context, grantID string) (store.G
 	return v, call.end(err)
 }
 
+func (s deadlineStore) ListGrants(ctx context.Context, subject string) ([]store.Grant, error) {
+	ctx, call := s.begin(ctx, opListGrants)
+	v, err := s.st.ListGrants(ctx, subject)
+	return v, call.end(err)
+}
+
+// store.Codes
+
 func (s deadlineStore) SaveCode(ctx context.Context, grantID, digest string, c store.Code) error {
 	ctx, call := s.begin(ctx, opSaveCode)
 	return call.end(s.st.SaveCode(ctx, grantID, digest, c))
@@ -105,6 +116,8 @@ func (s deadlineStore) ConsumeCode(ctx context.Context, grantID, digest string) 
 	v, err := s.st.ConsumeCode(ctx, grantID, digest)
 	return v, call.end(err)
 }
+
+// store.Tokens
 
 func (s deadlineStore) IssueTokens(ctx context.Context, grantID, codeDigest string, p store.Pair) error {
 	ctx, call := s.begin(ctx, opIssueTokens)
@@ -122,6 +135,14 @@ func (s deadlineStore) Rotate(ctx context.Context, grantID, oldRefresh string, p
 	return call.end(s.st.Rotate(ctx, grantID, oldRefresh, p))
 }
 
+func (s deadlineStore) CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error) {
+	ctx, call := s.begin(ctx, opCheckReuse)
+	v, err := s.st.CheckReuse(ctx, grantID, refreshDigest, grace)
+	return v, call.end(err)
+}
+
+// store.Budgets
+
 func (s deadlineStore) Authenticate(ctx context.Context, grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, error) {
 	ctx, call := s.begin(ctx, opAuthenticate)
 	v, w, err := s.st.Authenticate(ctx, grantID, accessDigest, l)
@@ -133,6 +154,8 @@ func (s deadlineStore) Refund(ctx context.Context, grantID string, l store.Limit
 	v, err := s.st.Refund(ctx, grantID, l)
 	return v, call.end(err)
 }
+
+// store.Blobs
 
 func (s deadlineStore) SetBlob(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	ctx, call := s.begin(ctx, opSetBlob)
@@ -156,21 +179,18 @@ func (s deadlineStore) DeleteBlob(ctx context.Context, key string) error {
 	return call.end(s.st.DeleteBlob(ctx, key))
 }
 
-func (s deadlineStore) CountFailure(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
-	ctx, call := s.begin(ctx, opCountFailure)
-	v, w, err := s.st.CountFailure(ctx, key, window)
-	return v, w, call.end(err)
-}
-
 func (s deadlineStore) LoadOrStoreBlob(ctx context.Context, key string, value []byte) ([]byte, error) {
 	ctx, call := s.begin(ctx, opLoadOrStoreBlob)
 	v, err := s.st.LoadOrStoreBlob(ctx, key, value)
 	return v, call.end(err)
 }
 
-func (s deadlineStore) ClearFailures(ctx context.Context, key string, window time.Duration) error {
-	ctx, call := s.begin(ctx, opClearFailures)
-	return call.end(s.st.ClearFailures(ctx, key, window))
+// store.FailureCounts
+
+func (s deadlineStore) CountFailure(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
+	ctx, call := s.begin(ctx, opCountFailure)
+	v, w, err := s.st.CountFailure(ctx, key, window)
+	return v, w, call.end(err)
 }
 
 func (s deadlineStore) Failures(ctx context.Context, key string, window time.Duration) (int64, time.Time, error) {
@@ -179,17 +199,12 @@ func (s deadlineStore) Failures(ctx context.Context, key string, window time.Dur
 	return v, w, call.end(err)
 }
 
-func (s deadlineStore) CheckReuse(ctx context.Context, grantID, refreshDigest string, grace time.Duration) (store.Grant, error) {
-	ctx, call := s.begin(ctx, opCheckReuse)
-	v, err := s.st.CheckReuse(ctx, grantID, refreshDigest, grace)
-	return v, call.end(err)
+func (s deadlineStore) ClearFailures(ctx context.Context, key string, window time.Duration) error {
+	ctx, call := s.begin(ctx, opClearFailures)
+	return call.end(s.st.ClearFailures(ctx, key, window))
 }
 
-func (s deadlineStore) ListGrants(ctx context.Context, subject string) ([]store.Grant, error) {
-	ctx, call := s.begin(ctx, opListGrants)
-	v, err := s.st.ListGrants(ctx, subject)
-	return v, call.end(err)
-}
+// store.Events
 
 func (s deadlineStore) EnqueueEvent(ctx context.Context, e store.Event) error {
 	ctx, call := s.begin(ctx, opEnqueueEvent)
@@ -212,7 +227,11 @@ func (s deadlineStore) RetryEvent(ctx context.Context, e store.Event, next time.
 	return call.end(s.st.RetryEvent(ctx, e, next))
 }
 
-// Close is not bounded: it releases the client, it does not ask the store.
-func (s deadlineStore) Close() error { return s.st.Close() }
+// store.Lifecycle is not bounded or timed: Close releases the client and
+// does not ask the store, and the handlers never Ping (a caller of Ping
+// passes a deadline of its own).
 
-var _ backend = deadlineStore{}
+func (s deadlineStore) Ping(ctx context.Context) error { return s.st.Ping(ctx) }
+func (s deadlineStore) Close() error                   { return s.st.Close() }
+
+var _ store.Store = deadlineStore{}

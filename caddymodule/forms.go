@@ -49,7 +49,7 @@ func (a *App) formKey(ctx context.Context) ([]byte, error) {
 	if _, err := a.rand.Read(fresh); err != nil {
 		return nil, fmt.Errorf("reading randomness: %w", err)
 	}
-	k, err := a.store.LoadOrStoreBlob(ctx, formKeyBlob, fresh)
+	k, err := a.blobs.LoadOrStoreBlob(ctx, formKeyBlob, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("loading the form key: %w", err)
 	}
@@ -78,7 +78,7 @@ func (a *App) recheckFormKey(cached []byte) {
 	go func() {
 		// Bounded by store_timeout, like every call to a networked store
 		// (deadline.go).
-		k, err := a.store.LoadOrStoreBlob(context.Background(), formKeyBlob, cached)
+		k, err := a.blobs.LoadOrStoreBlob(context.Background(), formKeyBlob, cached)
 		if err != nil || len(k) != 32 || hmac.Equal(k, cached) {
 			return
 		}

@@ -107,7 +107,7 @@ func TestFormKeyRecheckedAgainstTheStore(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
 	st := memory.New(clock)
-	a := &App{store: st, now: clock, rand: rand.Reader, logger: zap.NewNop(),
+	a := &App{blobs: st, now: clock, rand: rand.Reader, logger: zap.NewNop(),
 		formKeyCache: new(atomic.Pointer[[]byte]), formKeyChecked: new(atomic.Int64)}
 	ctx := context.Background()
 	stored := func() []byte {

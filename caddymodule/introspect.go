@@ -96,7 +96,7 @@ func (h *Introspect) introspect(w http.ResponseWriter, r *http.Request) (*intros
 	default:
 		return inactive, nil
 	}
-	t, err := a.store.GetToken(r.Context(), grantID, kind, oauth.Digest(tok))
+	t, err := a.tokens.GetToken(r.Context(), grantID, kind, oauth.Digest(tok))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return inactive, nil

@@ -193,7 +193,7 @@ func TestIntrospectSpendsNoBudget(t *testing.T) {
 func TestIntrospectStoreFailureIsNotInactive(t *testing.T) {
 	a, _ := newTestApp(t)
 	tr := issue(t, a, "partner", testSecret, "profile:read")
-	a.store.Close()
+	closeStore(a)
 	wantUnavailable(t, introspect(t, a, tr.AccessToken))
 }
 

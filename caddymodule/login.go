@@ -58,11 +58,11 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthe
 		return signInResult{Msg: "The username or password is not right.", Status: http.StatusUnauthorized}, nil
 	}
 	countSignIn("success")
-	if err := a.store.ClearFailures(ctx, userKey, a.signInLimit.Window); err != nil {
+	if err := a.failures.ClearFailures(ctx, userKey, a.signInLimit.Window); err != nil {
 		a.logger.Warn("clearing the sign-in count failed", zap.Error(err))
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" && len(c.Value) <= 128 {
-		_ = a.store.DeleteBlob(ctx, sessionKey(oauth.Digest(c.Value)))
+		_ = a.blobs.DeleteBlob(ctx, sessionKey(oauth.Digest(c.Value)))
 	}
 	digest, err := a.newSession(ctx, w, r, subject)
 	if err != nil {
@@ -90,7 +90,7 @@ func (a *App) reserveSignIn(ctx context.Context, addrKey, userKey string, who za
 		if c.key == "" || c.limit.Count == 0 {
 			continue
 		}
-		n, reset, err := a.store.CountFailure(ctx, c.key, c.limit.Window)
+		n, reset, err := a.failures.CountFailure(ctx, c.key, c.limit.Window)
 		if err != nil {
 			return signInResult{}, fmt.Errorf("counting a sign-in attempt: %w", err)
 		}

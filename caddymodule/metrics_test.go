@@ -111,7 +111,7 @@ func TestProtectCountsEachOutcome(t *testing.T) {
 		t.Errorf("rate-limited count of partner %v, want %v", got, limited+1)
 	}
 
-	a.store.(deadlineStore).st.Close()
+	closeStore(a)
 	before := count(profile.Name, "store_error")
 	if got := apiCall(t, profile, http.MethodGet, tr.AccessToken); got != http.StatusServiceUnavailable {
 		t.Fatalf("closed store: status %d, want 503", got)
@@ -212,7 +212,7 @@ func TestHotPathCountingAllocatesNothing(t *testing.T) {
 	defer st.Close()
 	timed := deadlineStore{st: st}
 	ctx := t.Context()
-	auth := func(s backend) func() {
+	auth := func(s store.Budgets) func() {
 		return func() { _, _, _ = s.Authenticate(ctx, "g", "d", store.Limit{}) }
 	}
 	plain, withTiming := testing.AllocsPerRun(100, auth(st)), testing.AllocsPerRun(100, auth(timed))

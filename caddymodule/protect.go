@@ -250,7 +250,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// at most the budget's count per window, which keeps the upstream
 		// to twice the budget per grant however many 304s it answers.
 		cw.onNotModified = func(h http.Header) {
-			ok, err := a.store.Refund(r.Context(), c.GrantID, c.Token.Limit)
+			ok, err := a.budgets.Refund(r.Context(), c.GrantID, c.Token.Limit)
 			if err != nil {
 				p.logger.Warn("refunding a 304 failed", zap.Error(err))
 			}

@@ -164,7 +164,7 @@ func TestProtectRefusals(t *testing.T) {
 			return r
 		}, 400, "invalid_request", ""},
 		{"a store that fails is 503, never 401", func(_ *testing.T, a *App, _ *storetest.Clock, tr tokenResponse) *http.Request {
-			a.store.Close()
+			closeStore(a)
 			return apiRequest("GET", "/v1/me", tr.AccessToken)
 		}, 503, "", ""},
 	} {

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/caddymodule/store"
 	"github.com/tollgate/tollgate/caddymodule/store/redisstore"
 )
 
@@ -207,7 +208,7 @@ func (rc *RedisConfig) poolKey(repl *caddy.Replacer) (string, error) {
 }
 
 // openRedis opens (or shares) the store of a structured Redis config.
-func openRedis(rc *RedisConfig, repl *caddy.Replacer, now func() time.Time, logger *zap.Logger) (backend, string, error) {
+func openRedis(rc *RedisConfig, repl *caddy.Replacer, now func() time.Time, logger *zap.Logger) (store.Store, string, error) {
 	for _, f := range []struct{ name, v string }{
 		{"password", rc.Password}, {"sentinel_password", rc.SentinelPassword},
 	} {
@@ -238,5 +239,5 @@ func openRedis(rc *RedisConfig, repl *caddy.Replacer, now func() time.Time, logg
 	}
 	logger.Info("redis store", zap.String("topology", o.Topology()), zap.Strings("addrs", o.Addrs),
 		zap.Bool("tls", o.TLS != nil), zap.Int("wait_replicas", o.WaitReplicas))
-	return val.(pooledStore).backend, key, nil
+	return val.(pooledStore).Store, key, nil
 }

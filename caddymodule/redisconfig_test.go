@@ -8,6 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 // The structured Redis store refuses, at load, what would otherwise fail
@@ -96,7 +98,7 @@ func TestRedisStoreSharedAcrossReload(t *testing.T) {
 	t.Setenv("TOLLGATE_TEST_REDIS_PASSWORD", "correct-horse")
 	repl := caddy.NewReplacer()
 	rc := &RedisConfig{Addrs: []string{"127.0.0.1:1"}, Password: "{env.TOLLGATE_TEST_REDIS_PASSWORD}"}
-	open := func() (backend, string) {
+	open := func() (store.Store, string) {
 		t.Helper()
 		st, key, err := openRedis(rc, repl, nil, zap.NewNop())
 		if err != nil {

@@ -70,7 +70,7 @@ func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 		return nil // RFC 7009 §2.2: an invalid token is not an error.
 	}
 	ctx := r.Context()
-	t, err := a.store.GetToken(ctx, grantID, kind, oauth.Digest(tok))
+	t, err := a.tokens.GetToken(ctx, grantID, kind, oauth.Digest(tok))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil
@@ -80,7 +80,7 @@ func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 		// RFC 7009 §2.1: a client may only revoke its own tokens.
 		return oauth.Errorf(oauth.UnauthorizedClient, "the token was not issued to this client")
 	}
-	if _, err := a.store.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := a.grants.RevokeGrant(ctx, grantID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return a.storeFailed("revoking grant", err)
 	}
 	a.auditEvent(ctx, auditTokenRevoked, auditGrant(grantID, client.ID, t.Subject), auditTokenType(kind), auditDigest("token_digest", oauth.Digest(tok)))

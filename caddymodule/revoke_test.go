@@ -141,6 +141,6 @@ func TestRevokeRefusals(t *testing.T) {
 func TestRevokeStoreFailureIs503(t *testing.T) {
 	a, _ := newTestApp(t)
 	tr := issue(t, a, "partner", testSecret, "profile:read")
-	a.store.Close()
+	closeStore(a)
 	wantUnavailable(t, revoke(t, a, tr.AccessToken))
 }

@@ -56,7 +56,7 @@ func (a *App) loadSession(ctx context.Context, r *http.Request) (s session, dige
 		return s, "", false, nil
 	}
 	digest = oauth.Digest(c.Value)
-	raw, err := a.store.GetBlob(ctx, sessionKey(digest))
+	raw, err := a.blobs.GetBlob(ctx, sessionKey(digest))
 	if errors.Is(err, store.ErrNotFound) {
 		return s, "", false, nil
 	}
@@ -81,7 +81,7 @@ func (a *App) newSession(ctx context.Context, w http.ResponseWriter, r *http.Req
 	life := time.Duration(a.SessionLifetime)
 	digest := oauth.Digest(id)
 	raw, _ := json.Marshal(session{Subject: subject, ExpiresAt: a.now().Add(life)})
-	if err := a.store.SetBlob(ctx, sessionKey(digest), raw, life); err != nil {
+	if err := a.blobs.SetBlob(ctx, sessionKey(digest), raw, life); err != nil {
 		return "", fmt.Errorf("saving session: %w", err)
 	}
 	setCookie(w, r, sessionCookie, id, life)
@@ -95,7 +95,7 @@ func (a *App) savePending(ctx context.Context, tx string, p *pending) error {
 	if ttl <= 0 {
 		return store.ErrNotFound
 	}
-	if err := a.store.SetBlob(ctx, pendingKey(tx), raw, ttl); err != nil {
+	if err := a.blobs.SetBlob(ctx, pendingKey(tx), raw, ttl); err != nil {
 		return fmt.Errorf("saving authorization request: %w", err)
 	}
 	return nil
@@ -107,7 +107,7 @@ func (a *App) takePending(ctx context.Context, tx string) (*pending, error) {
 	if tx == "" || len(tx) > 128 {
 		return nil, store.ErrNotFound
 	}
-	raw, err := a.store.TakeBlob(ctx, pendingKey(tx))
+	raw, err := a.blobs.TakeBlob(ctx, pendingKey(tx))
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
 	}
 	codeDigest := oauth.Digest(code)
-	c, err := a.store.ConsumeCode(ctx, grantID, codeDigest)
+	c, err := a.codes.ConsumeCode(ctx, grantID, codeDigest)
 	switch {
 	case errors.Is(err, store.ErrCodeReplayed):
 		a.auditEvent(ctx, auditCodeReplayed, auditGrant(grantID, client.ID, ""), auditDigest("code_digest", codeDigest))
@@ -129,7 +129,7 @@ func (a *App) exchangeCode(ctx context.Context, client *oauth.Client, form url.V
 	if err != nil {
 		return nil, a.storeFailed("making tokens", err)
 	}
-	err = a.store.IssueTokens(ctx, grantID, codeDigest, pair)
+	err = a.tokens.IssueTokens(ctx, grantID, codeDigest, pair)
 	switch {
 	case errors.Is(err, store.ErrCodeReplayed), errors.Is(err, store.ErrNotFound):
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the authorization code was already used or the grant was revoked")
@@ -151,7 +151,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	if !ok || prefix != oauth.RefreshPrefix {
 		return nil, oauth.Errorf(oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
 	}
-	old, err := a.store.GetToken(ctx, grantID, store.Refresh, oauth.Digest(rt))
+	old, err := a.tokens.GetToken(ctx, grantID, store.Refresh, oauth.Digest(rt))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, a.refreshNotFound(ctx, client, grantID, oauth.Digest(rt))
@@ -172,7 +172,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 	if err != nil {
 		return nil, a.storeFailed("making tokens", err)
 	}
-	err = a.store.Rotate(ctx, grantID, oauth.Digest(rt), pair)
+	err = a.tokens.Rotate(ctx, grantID, oauth.Digest(rt), pair)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Lost a race with a concurrent refresh of the same token: the
@@ -193,7 +193,7 @@ func (a *App) refresh(ctx context.Context, client *oauth.Client, form url.Values
 // (docs/partners.md D36: exactly one of two concurrent refreshes wins, and
 // the loser must not be sent to re-consent) and only gets invalid_grant.
 func (a *App) refreshNotFound(ctx context.Context, client *oauth.Client, grantID, digest string) *oauth.Error {
-	g, err := a.store.CheckReuse(ctx, grantID, digest, time.Duration(a.RefreshReuseGrace))
+	g, err := a.tokens.CheckReuse(ctx, grantID, digest, time.Duration(a.RefreshReuseGrace))
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		a.auditEvent(ctx, auditRefreshReused, auditGrant(grantID, client.ID, g.Subject), auditDigest("refresh_digest", digest))

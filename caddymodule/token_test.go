@@ -301,7 +301,7 @@ func TestTokenStoreFailureIs503(t *testing.T) {
 	a, _ := newTestApp(t)
 	code := newCode(t, a, "partner", "profile:read")
 	tr := issue(t, a, "partner", testSecret, "profile:read")
-	a.store.Close()
+	closeStore(a)
 	wantUnavailable(t, exchange(t, a, code, nil))
 	wantUnavailable(t, refresh(t, a, tr.RefreshToken, nil))
 }

@@ -77,7 +77,7 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		profile = a.users.Profile(c.Token.Subject)
 	}
 	if profile == nil {
-		g, err := a.store.GetGrant(r.Context(), c.GrantID)
+		g, err := a.grants.GetGrant(r.Context(), c.GrantID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			invalidToken().write(w, a.Realm)

@@ -117,7 +117,7 @@ func TestUserInfoRefusals(t *testing.T) {
 			return apiRequest(http.MethodPut, "/oauth/userinfo", tr.AccessToken)
 		}, 405, "", ""},
 		{"a store that fails is 503, never 401", func(_ *testing.T, a *App, tr tokenResponse) *http.Request {
-			a.store.Close()
+			closeStore(a)
 			return apiRequest(http.MethodGet, "/oauth/userinfo", tr.AccessToken)
 		}, 503, "", ""},
 	} {
