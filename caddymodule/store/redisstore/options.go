@@ -297,8 +297,13 @@ func (h waitHook) check(wait *redis.IntCmd) error {
 // what README "Redis topologies" recommends: min-replicas-to-write makes a
 // primary without replicas refuse before applying, WAIT covers the window.
 //
-// Acked wraps only those writes, of the store.Tokens and store.Grants
-// roles; every other method is the embedded Store's.
+// ConsumeCode is among them because a code presented twice revokes its
+// grant there (RFC 6749 §4.1.2), and that revocation must survive a
+// failover as much as RevokeGrant's; a first consumption is covered by
+// the IssueTokens that follows it anyway (WAIT waits for the replication
+// offset, which is ordered). Acked wraps only these writes, of the
+// store.Tokens, store.Grants and store.Codes roles; every other method is
+// the embedded Store's.
 type Acked struct{ *Store }
 
 var _ store.Store = Acked{}
@@ -311,6 +316,12 @@ func (a Acked) IssueTokens(ctx context.Context, grantID, codeDigest string, p st
 // Rotate is Store.Rotate, acknowledged.
 func (a Acked) Rotate(ctx context.Context, grantID, oldRefresh string, p store.Pair) error {
 	return a.Store.Rotate(withAck(ctx), grantID, oldRefresh, p)
+}
+
+// ConsumeCode is Store.ConsumeCode, acknowledged: a replay revokes the
+// grant.
+func (a Acked) ConsumeCode(ctx context.Context, grantID, digest string) (store.Code, error) {
+	return a.Store.ConsumeCode(withAck(ctx), grantID, digest)
 }
 
 // RevokeGrant is Store.RevokeGrant, acknowledged.
