@@ -260,6 +260,9 @@ func run(ctx context.Context, c config) (err error) {
 			return fmt.Errorf("%s is not answering as configured, so it is not measured: %w", v, err)
 		}
 	}
+	if err := e.checkPinning(); err != nil {
+		return err
+	}
 	fmt.Println("all variants verified: 200 with the token; Tollgate and forward_auth 401 without it or with a wrong one")
 	fmt.Printf("pinning: %s\n\n", e.pin.describe)
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,7 +53,7 @@ func newPinning(on bool) (pinning, error) {
 	if err := pinSelf(p.side); err != nil {
 		return pinning{}, err
 	}
-	p.describe = fmt.Sprintf("CPU %d: gateway and upstream; CPU %d: Redis (every redis-server), wrk, the introspection service and the benchmark driver (the flow workers)", p.gateway, p.side)
+	p.describe = fmt.Sprintf("CPU %d: gateway and upstream (the gateway's Go runtime sees one CPU: GOMAXPROCS 1); CPU %d: Redis (every redis-server), wrk, the introspection service and the benchmark driver (the flow workers)", p.gateway, p.side)
 	return p, nil
 }
 
@@ -84,6 +85,37 @@ func pinSelf(cpu int) error {
 			}
 			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("-pin: pinning thread %d of the driver to CPU %d: %w", tid, cpu, err)
+			}
+		}
+	}
+	return nil
+}
+
+// check confirms that every thread of every child runs where it was put:
+// the gateways and the upstream on the gateway's CPU, the rest on the
+// other one.
+func (e *env) checkPinning() error {
+	if !e.pin.on {
+		return nil
+	}
+	for _, p := range e.ps.list {
+		want := e.pin.side
+		if p == e.upstream || strings.HasSuffix(p.name, " gateway") {
+			want = e.pin.gateway
+		}
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid))
+		if err != nil {
+			return p.failure("threads unreadable", err)
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", p.cmd.Process.Pid, t.Name()))
+			if err != nil {
+				continue // the thread ended
+			}
+			for line := range strings.Lines(string(b)) {
+				if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok && strings.TrimSpace(v) != strconv.Itoa(want) {
+					return fmt.Errorf("-pin: thread %s of %s may run on CPUs %s, want %d", t.Name(), p.name, strings.TrimSpace(v), want)
+				}
 			}
 		}
 	}

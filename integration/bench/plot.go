@@ -78,57 +78,19 @@ func (rep report) plot(path string) error {
 	text(img, plotMargin, y, colText, pin)
 	y += lineHeight
 
-	x0 := plotMargin + labelWidth
-	barMax := plotWidth - plotMargin - valueWidth - x0
-
 	// Requests per second, with plain's as a reference line.
-	y += lineHeight / 2
-	text(img, plotMargin, y, colText, "requests/s (higher is better); red line: plain")
-	y += lineHeight + 4
-	maxRPS := 0.0
-	for _, s := range vs {
-		maxRPS = max(maxRPS, s.RPS)
-	}
-	scale := func(v, top float64) int {
-		if top <= 0 {
-			return 0
-		}
-		return int(v / top * float64(barMax))
-	}
-	grid(img, x0, y, barMax, len(vs)*rowHeight)
-	for i, s := range vs {
-		ry := y + i*rowHeight
-		text(img, plotMargin, ry+barHeight-2, colText, s.Variant)
-		w := scale(s.RPS, maxRPS)
-		fill(img, x0, ry, w, barHeight, variantColor(s.Variant, false))
+	y = hbars(img, y, vs, "requests/s (higher is better); red line: plain", true, func(s summary) (float64, float64, string) {
 		label := fmt.Sprintf("%.0f", s.RPS)
 		if s.HasPlain && s.Variant != varPlain {
 			label += fmt.Sprintf("  %.2fx", s.RatioRPS)
 		}
-		text(img, x0+w+6, ry+barHeight-2, colText, label)
-	}
-	if p := find(vs, varPlain); p != nil {
-		fill(img, x0+scale(p.RPS, maxRPS), y-3, 1, len(vs)*rowHeight+2, colRef)
-	}
-	y += len(vs)*rowHeight + lineHeight
-
+		return s.RPS, 0, label
+	})
 	// Latency: p99 light, p50 dark over it.
-	text(img, plotMargin, y, colText, "latency at saturation, ms (lower is better): dark p50, light p99")
-	y += lineHeight + 4
-	maxP99 := 0.0
-	for _, s := range vs {
-		maxP99 = max(maxP99, s.P99Ms)
-	}
-	grid(img, x0, y, barMax, len(vs)*rowHeight)
-	for i, s := range vs {
-		ry := y + i*rowHeight
-		text(img, plotMargin, ry+barHeight-2, colText, s.Variant)
-		w99 := scale(s.P99Ms, maxP99)
-		fill(img, x0, ry, w99, barHeight, variantColor(s.Variant, true))
-		fill(img, x0, ry, scale(s.P50Ms, maxP99), barHeight, variantColor(s.Variant, false))
-		text(img, x0+w99+6, ry+barHeight-2, colText, fmt.Sprintf("p50 %.2f  p99 %.2f", s.P50Ms, s.P99Ms))
-	}
-	y += len(vs)*rowHeight + lineHeight
+	y += lineHeight / 2
+	y = hbars(img, y, vs, "latency at saturation, ms (lower is better): dark p50, light p99", false, func(s summary) (float64, float64, string) {
+		return s.P99Ms, s.P50Ms, fmt.Sprintf("p50 %.2f  p99 %.2f", s.P50Ms, s.P99Ms)
+	})
 	text(img, plotMargin, y, colText, "colours: grey plain Caddy, blue Caddyfile.example, green minimal Tollgate site, orange forward_auth")
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -143,6 +105,48 @@ func (rep report) plot(path string) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// hbars draws a titled panel of one horizontal bar per variant, starting
+// at y, and returns the y below it. bar gives the bar's value, an inner
+// value drawn darker over it (0 for none) and the label after the bar.
+// With ref, a line marks plain's value.
+func hbars(img *image.RGBA, y int, vs []summary, title string, ref bool, bar func(summary) (outer, inner float64, label string)) int {
+	x0 := plotMargin + labelWidth
+	barMax := plotWidth - plotMargin - valueWidth - x0
+	y += lineHeight / 2
+	text(img, plotMargin, y, colText, title)
+	y += lineHeight + 4
+	top := 0.0
+	for _, s := range vs {
+		v, _, _ := bar(s)
+		top = max(top, v)
+	}
+	scale := func(v float64) int {
+		if top <= 0 {
+			return 0
+		}
+		return int(v / top * float64(barMax))
+	}
+	grid(img, x0, y, barMax, len(vs)*rowHeight)
+	for i, s := range vs {
+		ry := y + i*rowHeight
+		outer, inner, label := bar(s)
+		text(img, plotMargin, ry+barHeight-2, colText, s.Variant)
+		w := scale(outer)
+		if inner > 0 {
+			fill(img, x0, ry, w, barHeight, variantColor(s.Variant, true))
+			fill(img, x0, ry, scale(inner), barHeight, variantColor(s.Variant, false))
+		} else {
+			fill(img, x0, ry, w, barHeight, variantColor(s.Variant, false))
+		}
+		text(img, x0+w+6, ry+barHeight-2, colText, label)
+	}
+	if p := find(vs, varPlain); p != nil && ref {
+		v, _, _ := bar(*p)
+		fill(img, x0+scale(v), y-3, 1, len(vs)*rowHeight+2, colRef)
+	}
+	return y + len(vs)*rowHeight + lineHeight/2
 }
 
 func fill(img *image.RGBA, x, y, w, h int, c color.RGBA) {

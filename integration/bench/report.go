@@ -360,36 +360,17 @@ func (rep report) text() string {
 	} else {
 		b.WriteString("; cpu-gw, cpu-side = how busy the gateway's CPU and the other one were")
 	}
-	fmt.Fprintf(&b, "\n%-16s", "variant")
-	for _, k := range cols {
-		fmt.Fprintf(&b, " %10s", k)
-	}
 	b.WriteString("\n")
-	for _, s := range rep.Variants {
-		fmt.Fprintf(&b, "%-16s", s.Variant)
-		for _, k := range cols {
-			if v, ok := s.CPU[k]; ok {
-				fmt.Fprintf(&b, " %10.2f", v)
-			} else {
-				fmt.Fprintf(&b, " %10s", "-")
-			}
+	columnTable(&b, rep.Variants, cols, func(s summary, k string) string {
+		if v, ok := s.CPU[k]; ok {
+			return fmt.Sprintf("%.2f", v)
 		}
-		b.WriteString("\n")
-	}
+		return "-"
+	})
 	b.WriteString("\nCPU per request, µs (each process's CPU time over the requests wrk counted)\n")
-	procCols := []string{"gateway", "upstream", "redis", "introspect", "wrk"}
-	fmt.Fprintf(&b, "%-16s", "variant")
-	for _, k := range procCols {
-		fmt.Fprintf(&b, " %10s", k)
-	}
-	b.WriteString("\n")
-	for _, s := range rep.Variants {
-		fmt.Fprintf(&b, "%-16s", s.Variant)
-		for _, k := range procCols {
-			fmt.Fprintf(&b, " %10s", us(s.usPerRequest(k)))
-		}
-		b.WriteString("\n")
-	}
+	columnTable(&b, rep.Variants, []string{"gateway", "upstream", "redis", "introspect", "wrk"}, func(s summary, k string) string {
+		return us(s.usPerRequest(k))
+	})
 	redisCommandTable(&b, rep.Variants)
 	tokenSideTables(&b, rep.TokenSides)
 
@@ -412,6 +393,22 @@ func (rep report) text() string {
 		fmt.Fprintf(&b, "\n!! %s\n", bad)
 	}
 	return b.String()
+}
+
+// columnTable prints one line per variant and one column per key.
+func columnTable(b *strings.Builder, ss []summary, cols []string, cell func(summary, string) string) {
+	fmt.Fprintf(b, "%-16s", "variant")
+	for _, k := range cols {
+		fmt.Fprintf(b, " %10s", k)
+	}
+	b.WriteString("\n")
+	for _, s := range ss {
+		fmt.Fprintf(b, "%-16s", s.Variant)
+		for _, k := range cols {
+			fmt.Fprintf(b, " %10s", cell(s, k))
+		}
+		b.WriteString("\n")
+	}
 }
 
 // latencyTable is the main table: one line per variant.
