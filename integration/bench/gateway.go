@@ -104,7 +104,15 @@ func (e *env) seedIntrospectToken(ctx context.Context) (string, error) {
 func (e *env) storeDirective(v string) string {
 	switch usesRedis(v) {
 	case "redis":
-		return fmt.Sprintf("store redis://%s/0?pool_size=%d", e.redisAddr, e.cfg.redisPool)
+		// A database of its own for each Tollgate variant on the single
+		// Redis: the same user and client make the same grant id, and a
+		// second gateway's token in the same grant would sit in its second
+		// pair slot, which the hot path reaches with two more HMGETs.
+		db := 0
+		if v == varExampleRedis {
+			db = 1
+		}
+		return fmt.Sprintf("store redis://%s/%d?pool_size=%d", e.redisAddr, db, e.cfg.redisPool)
 	case "cluster":
 		// README "Redis topologies": several addrs make a Cluster client.
 		return fmt.Sprintf("store redis {\n\taddrs %s\n\tpool_size %d\n}", strings.Join(e.clusterAddrs, " "), e.cfg.redisPool)
