@@ -91,6 +91,7 @@ func (rep report) plot(path string) error {
 	y = hbars(img, y, vs, "latency at saturation, ms (lower is better): dark p50, light p99", false, func(s summary) (float64, float64, string) {
 		return s.P99Ms, s.P50Ms, fmt.Sprintf("p50 %.2f  p99 %.2f", s.P50Ms, s.P99Ms)
 	})
+	y += lineHeight / 2
 	text(img, plotMargin, y, colText, "colours: grey plain Caddy, blue Caddyfile.example, green minimal Tollgate site, orange forward_auth")
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
