@@ -84,8 +84,12 @@ fuzz:
 
 test: deps vet unit xcaddy fuzz integration
 
-# Plain reverse_proxy vs Tollgate (memory, Redis) vs forward_auth, same run;
-# needs wrk (apt-get install wrk).
+# Plain reverse_proxy, Caddyfile.example with and without tollgate_protect,
+# Tollgate on memory, Redis and a Redis Cluster, forward_auth; flows/s,
+# refreshes/s and a grant's Redis bytes; pinned to two CPUs. Needs wrk
+# (installed here when missing) and taskset (util-linux). BENCHFLAGS adds
+# flags, e.g. make bench BENCHFLAGS="-pin=false -quiet-wait 10s".
+BENCHFLAGS ?=
 bench: deps
 	@command -v wrk >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk >/dev/null; }
-	$(GO) run ./integration/bench -duration 10s -rounds 3 -out integration/bench-results/bench.md
+	$(GO) run ./integration/bench -duration 10s -rounds 3 -out integration/bench-results/bench.md $(BENCHFLAGS)

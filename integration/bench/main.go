@@ -1,48 +1,81 @@
 // Command bench is Tollgate's gateway benchmark. From the module root:
 //
-//	go run ./integration/bench -duration 10s -rounds 3
+//	go run ./integration/bench -duration 10s -rounds 3 -out integration/bench-results/bench.md
 //
-// It needs wrk (apt-get install wrk) and redis-server (apt-get install
-// redis-server) on PATH. It is a benchmark, not a timed test: it measures and
-// prints, and exits non-zero only when something failed to run (or a
-// variant answered errors under load, which makes its figures invalid).
+// (make bench), or a quick look: go run ./integration/bench -duration 3s
+// -rounds 1 -warmup 1s. It needs wrk (apt-get install wrk), redis-server
+// (apt-get install redis-server) and, for -pin, taskset (util-linux) on
+// PATH. It is a benchmark, not a timed test: it measures and prints, and
+// exits non-zero only when something failed to run (or a variant answered
+// errors under load, which makes its figures invalid). make test does not
+// run it.
 //
-// In one run on this machine it measures GET /v1/me through four gateways,
-// all the same tollgate binary (built once with go build ./cmd/tollgate; it is
-// a full Caddy, so it also serves the non-Tollgate variants):
+// In one run it measures GET /v1/me through these gateways, all the same
+// tollgate binary (built once with go build ./cmd/tollgate; it is a full
+// Caddy, so it also serves the non-Tollgate variants), every one proxying
+// to the same upstream:
 //
-//   - plain: Caddy reverse_proxy to the upstream, nothing else (the limit);
-//   - tollgate-memory: tollgate_protect (token, scope and rate-limit budget
-//     checked in the embedded store) then the same reverse_proxy;
-//   - tollgate-redis: the same on the Redis store (one EVALSHA per request);
+//   - plain: a minimal site, Caddy reverse_proxy to the upstream with a
+//     tuned keep-alive transport, nothing else (the limit);
+//   - plain-default: the same with Caddy's default transport;
+//   - example-noauth: the repository's Caddyfile.example with every
+//     tollgate_protect removed: its sites, its /v1/me route (rewrite to the
+//     legacy path, reverse_proxy with the default transport): what the
+//     example's routing costs without auth;
+//   - tollgate-memory, tollgate-redis, tollgate-cluster: the minimal site
+//     with tollgate_protect (token, scope and rate-limit budget checked in
+//     the store) before the tuned reverse_proxy, on the embedded store, a
+//     single Redis and a 3-primary Redis Cluster (started here, formed as
+//     the store's tests form theirs);
+//   - example-memory, example-redis: Caddyfile.example as shipped, through
+//     its environment variables, on each store;
 //   - forward_auth: Caddy forward_auth to a token-introspection service
-//     (./introspect: one Redis GET of the token's SHA-256 digest in the same
-//     Redis) then the same reverse_proxy: what users do without Tollgate.
+//     (./introspect: one Redis GET of the token's SHA-256 digest in the
+//     same Redis) then the tuned reverse_proxy: what users do without
+//     Tollgate.
 //
 // The upstream (./upstream) is a separate small Go HTTP server answering
-// ~200 B of JSON, and every reverse_proxy, forward_auth's included, has the
-// same keep-alive transport. The Tollgate variants get their token through
-// the real flow over HTTP (authorize with PKCE, sign-in, consent, code
-// exchange). Before and after measuring, each variant must answer 200 with
-// the token (the upstream seeing the user the gateway vouched for), and
-// Tollgate and forward_auth 401 without one, so that a broken configuration
-// is never measured as fast.
+// ~200 B of JSON naming the user it was given. The Tollgate variants get
+// their token through the real flow over HTTP (authorize with PKCE,
+// sign-in, consent, code exchange). Before and after measuring, each
+// variant must answer 200 with the token (the upstream seeing the user the
+// gateway vouched for), and Tollgate and forward_auth 401 without one, so
+// that a broken configuration is never measured as fast.
 //
-// wrk runs with one thread (-t1): on a 2-core machine the load generator
-// competes for the CPUs with everything it measures. Variants alternate
-// within each round (plain, memory, redis, forward_auth, plain, ...) so that
-// drift affects all alike, and the median of the rounds is printed:
-// requests/s, p50/p90/p99 latency, the ratio to plain and the p99 added over
-// plain; the CPU each process used (from /proc); and the goals of the issue
-// (Tollgate on Redis ≥ 0.9× plain, ≥ 2× forward_auth, p99 added ≤ 1 ms)
-// as PASS/MISS, for information only.
+// With -pin (the default), the gateway and the upstream run on one CPU
+// and everything else (Redis, wrk, the introspection service, this driver)
+// on another, so that the figures are those of the gateway's CPU; -pin=false
+// lets every process share every CPU. wrk runs with one thread (-t1).
+// Variants alternate within each round so that drift affects all alike, and
+// the median of the rounds is printed: requests/s, p50/p90/p99 latency, the
+// ratio to plain and the p99 added over plain, the CPU per request of the
+// gateway and of Redis (each process's CPU time from /proc over the
+// requests wrk counted) and Redis's time per command (INFO commandstats,
+// reset before each measured run); then the ratios the work is judged by
+// (example-redis against example-noauth, the target being 0.95× with at
+// most 1 ms of p99 added; example-noauth and tollgate-redis against plain)
+// and the goals, as PASS/MISS, for information only.
 //
-// Other flags: -connections (32), -warmup (3s), -out FILE (.json, else
-// markdown), -paced-rps N (also measure latency at a paced load of about N
-// req/s, where it is not dominated by queueing), -profile VARIANT (then a
-// CPU profile of that gateway under load, through Caddy's admin endpoint,
-// and its top entries), -quiet-wait (how long to wait for other programs to
-// leave the CPUs idle before each run), -variants, -binary, -keep.
+// Then, on tollgate-memory, tollgate-redis and tollgate-cluster, the token
+// side: -flow-workers users sign in once each through the form and keep
+// their session cookie; for -flow-duration they run full flows (authorize
+// with PKCE, consent, code, token exchange), then for as long they rotate
+// refresh tokens: flows/s and refreshes/s, with the gateway's CPU each.
+// On the Redis stores, one more user's grant is measured in Redis (MEMORY
+// USAGE summed over every key of its hash tag, plus its subject's index)
+// after its first token exchange and one refresh, and after 1,000
+// refreshes (-refreshes).
+//
+// The results go to stdout and, with -out FILE, to FILE (JSON if it ends
+// in .json, else markdown) and a PNG bar chart of req/s and p99 per variant
+// beside it (-plot to put it elsewhere).
+//
+// Other flags: -connections (32), -warmup (3s), -paced-rps N (also measure
+// latency at a paced load of about N req/s, where it is not dominated by
+// queueing), -profile VARIANT (then a CPU profile of that gateway under
+// load, through Caddy's admin endpoint, and its top entries), -quiet-wait
+// (how long to wait for other programs to leave the CPUs idle before each
+// run), -flows=false, -binary, -keep.
 package main
 
 import (
@@ -50,37 +83,38 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 type config struct {
-	duration    time.Duration
-	warmup      time.Duration
-	connections int
-	rounds      int
-	out         string
-	variants    []string
-	binary      string
-	redisPool   int
-	pacedRPS    int
-	quietWait   time.Duration
-	profile     string
-	profileSecs int
-	profileOut  string
-	keep        bool
+	duration      time.Duration
+	warmup        time.Duration
+	connections   int
+	rounds        int
+	out           string
+	plot          string
+	variants      []string
+	binary        string
+	redisPool     int
+	pacedRPS      int
+	quietWait     time.Duration
+	profile       string
+	profileSecs   int
+	profileOut    string
+	keep          bool
+	pin           bool
+	flows         bool
+	flowDuration  time.Duration
+	flowWorkers   int
+	manyRefreshes int
 }
 
 func main() {
@@ -91,15 +125,21 @@ func main() {
 	flag.IntVar(&c.connections, "connections", 32, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds; each runs every variant once, and the median is reported")
 	flag.StringVar(&c.out, "out", "", "also write the results to this file: JSON if it ends in .json, else markdown")
+	flag.StringVar(&c.plot, "plot", "", "write the PNG chart here (default: beside -out, with the extension .png; none without -out)")
 	flag.StringVar(&variants, "variants", strings.Join(allVariants, ","), "variants to run, comma-separated")
 	flag.StringVar(&c.binary, "binary", "", "use this tollgate binary instead of building ./cmd/tollgate")
-	flag.IntVar(&c.redisPool, "redis-pool", 10*runtime.NumCPU(), "Redis pool size of both Tollgate's store and the introspection service (go-redis's default is 10 per CPU)")
+	flag.IntVar(&c.redisPool, "redis-pool", 10*runtime.NumCPU(), "Redis pool size of Tollgate's store (per node) and of the introspection service (go-redis's default is 10 per CPU)")
 	flag.IntVar(&c.pacedRPS, "paced-rps", 0, "also measure latency at a paced load of about this many req/s (each connection waits connections/rate between requests), below every variant's capacity; 0 for none")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for other programs to leave the CPUs idle (0: do not wait)")
 	flag.StringVar(&c.profile, "profile", "", "after the rounds, take a CPU profile of this variant's gateway under load (via Caddy's admin /debug/pprof) and print its top entries")
 	flag.IntVar(&c.profileSecs, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&c.profileOut, "profile-out", "", "where to keep the CPU profile (default integration/bench-results/<variant>.cpu.prof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory (Caddyfiles, process logs)")
+	flag.BoolVar(&c.pin, "pin", true, "pin the gateway and the upstream to one CPU, Redis, wrk, the introspection service and the flow workers to another")
+	flag.BoolVar(&c.flows, "flows", true, "measure flows/s, refreshes/s and a grant's Redis bytes on the tollgate-* variants run")
+	flag.DurationVar(&c.flowDuration, "flow-duration", 0, "length of each flows/s and refreshes/s run (default -duration)")
+	flag.IntVar(&c.flowWorkers, "flow-workers", 8, "concurrent signed-in users running flows, then refreshes")
+	flag.IntVar(&c.manyRefreshes, "refreshes", 1000, "refreshes after which a grant's Redis bytes are measured again")
 	flag.Parse()
 
 	c.variants = strings.Split(variants, ",")
@@ -113,6 +153,17 @@ func main() {
 	}
 	if c.duration < time.Second || c.rounds < 1 || c.connections < 1 {
 		fatalf("need -duration ≥ 1s, -rounds ≥ 1 and -connections ≥ 1")
+	}
+	if c.flowDuration == 0 {
+		c.flowDuration = c.duration
+	}
+	// Every worker signs in from 127.0.0.1: stay below the default
+	// sign_in_address_limit (100 per 15 minutes).
+	if c.flowWorkers < 1 || c.flowWorkers > 64 || c.manyRefreshes < 2 {
+		fatalf("need 1 ≤ -flow-workers ≤ 64 and -refreshes ≥ 2")
+	}
+	if c.plot == "" && c.out != "" {
+		c.plot = strings.TrimSuffix(c.out, filepath.Ext(c.out)) + ".png"
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -134,34 +185,24 @@ func fatalf(format string, args ...any) {
 	os.Exit(2)
 }
 
-// gateway is one variant's Caddy process.
-type gateway struct {
-	variant   string
-	proc      *proc
-	port      int
-	adminPort int
-	base      string // http://127.0.0.1:<port>
-	token     string // bearer token sent on every request
-	// side lists the other processes whose CPU this variant's requests
-	// use, by the name shown in the CPU table.
-	side map[string]*proc
-}
-
 // env is everything run sets up.
 type env struct {
-	cfg        config
-	root       string
-	work       string
-	binDir     string
-	tollgate   string
-	ps         procs
-	redis      *proc
-	redisAddr  string
-	upstream   *proc
-	introspect *proc
-	wrk        *wrkRunner
-	gateways   map[string]*gateway
-	info       machineInfo
+	cfg          config
+	root         string
+	work         string
+	binDir       string
+	tollgate     string
+	ps           procs
+	pin          pinning
+	redis        *proc
+	redisAddr    string
+	cluster      []*proc
+	clusterAddrs []string
+	upstream     *proc
+	introspect   *proc
+	wrk          *wrkRunner
+	gateways     map[string]*gateway
+	info         machineInfo
 }
 
 func run(ctx context.Context, c config) (err error) {
@@ -194,12 +235,17 @@ func run(ctx context.Context, c config) (err error) {
 	if err := e.build(ctx); err != nil {
 		return err
 	}
+	// After the build, which should have every CPU.
+	if e.pin, err = newPinning(c.pin); err != nil {
+		return err
+	}
 	script, err := writeWrkScript(work)
 	if err != nil {
 		return err
 	}
-	e.wrk = &wrkRunner{bin: wrkBin, script: script, threads: 1, conns: c.connections}
+	e.wrk = &wrkRunner{bin: wrkBin, script: script, threads: 1, conns: c.connections, pin: e.pin}
 	e.info = gatherInfo(wrkBin, redisBin)
+	e.info.Pinning = e.pin.describe
 
 	if err := e.startBackends(ctx, redisBin); err != nil {
 		return err
@@ -214,17 +260,13 @@ func run(ctx context.Context, c config) (err error) {
 			return fmt.Errorf("%s is not answering as configured, so it is not measured: %w", v, err)
 		}
 	}
+	if err := e.checkPinning(); err != nil {
+		return err
+	}
 	fmt.Println("all variants verified: 200 with the token; Tollgate and forward_auth 401 without it or with a wrong one")
-	fmt.Println()
+	fmt.Printf("pinning: %s\n\n", e.pin.describe)
 
-	if err := e.resetRedisStats(ctx); err != nil {
-		return err
-	}
 	res, paced, err := e.measure(ctx)
-	if err != nil {
-		return err
-	}
-	rstats, err := e.redisCommandStats(ctx)
 	if err != nil {
 		return err
 	}
@@ -235,14 +277,26 @@ func run(ctx context.Context, c config) (err error) {
 			return fmt.Errorf("%s stopped answering as configured during the run: %w", v, err)
 		}
 	}
-	report := buildReport(c, e.info, res, paced)
-	report.RedisNote = rstats
+	var sides []tokenSide
+	if c.flows {
+		if sides, err = e.measureTokenSides(ctx); err != nil {
+			return err
+		}
+	}
+	report := buildReport(c, e.info, res, paced, sides)
+	report.Plot = c.plot
 	fmt.Print(report.text())
 	if c.out != "" {
 		if err := report.write(c.out); err != nil {
 			return err
 		}
 		fmt.Printf("\nresults written to %s\n", c.out)
+	}
+	if c.plot != "" {
+		if err := report.plot(c.plot); err != nil {
+			return err
+		}
+		fmt.Printf("chart written to %s\n", c.plot)
 	}
 	if c.profile != "" {
 		if err := e.profileGateway(ctx, e.gateways[c.profile]); err != nil {
@@ -253,6 +307,33 @@ func run(ctx context.Context, c config) (err error) {
 		return errors.New(bad)
 	}
 	return nil
+}
+
+// measureTokenSides runs the token-side measurements on every minimal
+// Tollgate variant run, one store after the other.
+func (e *env) measureTokenSides(ctx context.Context) ([]tokenSide, error) {
+	var out []tokenSide
+	first := true
+	for _, v := range []string{varMemory, varRedis, varCluster} {
+		g := e.gateways[v]
+		if g == nil {
+			continue
+		}
+		if first {
+			fmt.Printf("token side: %d signed-in users, each running full flows for %s, then refreshes for %s\n",
+				e.cfg.flowWorkers, e.cfg.flowDuration, e.cfg.flowDuration)
+			first = false
+		}
+		ts, err := e.measureTokenSide(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts)
+	}
+	if !first {
+		fmt.Println()
+	}
+	return out, nil
 }
 
 // moduleRoot is the directory of the go.mod of the current directory.
@@ -298,473 +379,4 @@ func (e *env) build(ctx context.Context) error {
 	}
 	fmt.Printf("built %s in %s\n", strings.Join(pkgs, " "), time.Since(start).Round(100*time.Millisecond))
 	return nil
-}
-
-// startBackends starts Redis, the upstream and (for forward_auth) the
-// introspection service, and seeds its token.
-func (e *env) startBackends(ctx context.Context, redisBin string) error {
-	ports, err := freePorts(3)
-	if err != nil {
-		return err
-	}
-	e.redisAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	e.redis, err = e.ps.start(e.work, "redis", nil, redisBin,
-		"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", e.work)
-	if err != nil {
-		return err
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	defer rdb.Close()
-	if err := waitReady(ctx, e.redis, 15*time.Second, func(ctx context.Context) error {
-		return rdb.Ping(ctx).Err()
-	}); err != nil {
-		return err
-	}
-
-	upAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	e.upstream, err = e.ps.start(e.work, "upstream", nil, filepath.Join(e.binDir, "upstream"), "-addr", upAddr)
-	if err != nil {
-		return err
-	}
-	if err := waitReady(ctx, e.upstream, 15*time.Second, httpReady("http://"+upAddr+"/healthz")); err != nil {
-		return err
-	}
-
-	if !slices.Contains(e.cfg.variants, varForwardAuth) {
-		return nil
-	}
-	inAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	e.introspect, err = e.ps.start(e.work, "introspect", nil, filepath.Join(e.binDir, "introspect"),
-		"-addr", inAddr, "-redis", e.redisAddr, "-pool", strconv.Itoa(e.cfg.redisPool))
-	if err != nil {
-		return err
-	}
-	return waitReady(ctx, e.introspect, 15*time.Second, httpReady("http://"+inAddr+"/healthz"))
-}
-
-// introspectKeyPrefix is introspect.KeyPrefix (package main, not
-// importable): token records live at prefix + hex(SHA-256(token)).
-const introspectKeyPrefix = "introspect:token:"
-
-// seedIntrospectToken stores a token record for the introspection service,
-// as a login service would have when it issued the token.
-func (e *env) seedIntrospectToken(ctx context.Context) (string, error) {
-	tok := "fa_" + randomString(32)
-	rec := fmt.Sprintf(`{"sub":%q,"client_id":%q,"scope":%q,"exp":%d}`,
-		username, clientID, scope, time.Now().Add(24*time.Hour).Unix())
-	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	defer rdb.Close()
-	if err := rdb.Set(ctx, introspectKeyPrefix+sha256Hex(tok), rec, 24*time.Hour).Err(); err != nil {
-		return "", fmt.Errorf("seeding the introspection token: %w", err)
-	}
-	return tok, nil
-}
-
-// startGateway writes the variant's Caddyfile, runs the binary on it and,
-// for Tollgate, obtains a token through the real flow.
-func (e *env) startGateway(ctx context.Context, variant string) error {
-	ports, err := freePorts(2)
-	if err != nil {
-		return err
-	}
-	g := &gateway{
-		variant: variant, port: ports[0], adminPort: ports[1],
-		base: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		side: map[string]*proc{"upstream": e.upstream},
-	}
-	p := caddyfileParams{
-		variant:   variant,
-		port:      g.port,
-		adminPort: g.adminPort,
-		upstream:  e.upstreamAddr(),
-		store:     "memory",
-	}
-	switch variant {
-	case varRedis:
-		p.store = fmt.Sprintf("redis://%s/0?pool_size=%d", e.redisAddr, e.cfg.redisPool)
-		g.side["redis"] = e.redis
-	case varForwardAuth:
-		p.introspect = e.introspectAddr()
-		g.side["redis"] = e.redis
-		g.side["introspect"] = e.introspect
-	}
-	dir := filepath.Join(e.work, variant)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfgPath, []byte(caddyfile(p)), 0o644); err != nil {
-		return err
-	}
-	// Caddy's data and config directories go to the work directory.
-	penv := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
-	g.proc, err = e.ps.start(dir, "gateway", penv, e.tollgate, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	if err != nil {
-		return err
-	}
-	g.proc.name = variant + " gateway"
-	if err := waitReady(ctx, g.proc, 30*time.Second, httpReady(g.base+"/")); err != nil {
-		return err
-	}
-	switch variant {
-	case varMemory, varRedis:
-		if g.token, err = obtainToken(ctx, g.base); err != nil {
-			return g.proc.failure("token flow failed", err)
-		}
-	case varForwardAuth:
-		if g.token, err = e.seedIntrospectToken(ctx); err != nil {
-			return err
-		}
-	default:
-		// Sent anyway, so that every variant gets the same request bytes.
-		g.token = "tga_plain-" + randomString(32)
-	}
-	e.gateways[variant] = g
-	return nil
-}
-
-func (e *env) upstreamAddr() string   { return argAfter(e.upstream, "-addr") }
-func (e *env) introspectAddr() string { return argAfter(e.introspect, "-addr") }
-
-func argAfter(p *proc, flag string) string {
-	if p == nil {
-		return ""
-	}
-	args := p.cmd.Args
-	for i := range len(args) - 1 {
-		if args[i] == flag {
-			return args[i+1]
-		}
-	}
-	return ""
-}
-
-// verify checks that g answers as configured: 200 from the upstream, with
-// the user the gateway vouched for; and for Tollgate and forward_auth a
-// refusal without a token and with a wrong one.
-func (e *env) verify(ctx context.Context, g *gateway) error {
-	url := g.base + apiPath
-	status, hdr, body, err := get(ctx, url, g.token)
-	if err != nil {
-		return g.proc.failure("unreachable", err)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("GET %s with the token: status %d, want 200: %.300s", apiPath, status, body)
-	}
-	wantUser := `"user_id":"` + username + `"`
-	if g.variant == varPlain {
-		wantUser = `"user_id":"anonymous"`
-	}
-	if !strings.Contains(string(body), wantUser) {
-		return fmt.Errorf("GET %s with the token: the upstream's answer %.300s lacks %s", apiPath, body, wantUser)
-	}
-	if g.variant == varMemory || g.variant == varRedis {
-		if hdr.Get("X-RateLimit-Remaining") == "" {
-			return fmt.Errorf("GET %s with the token: no X-RateLimit-Remaining, so the budget is not being counted (response headers: %v)", apiPath, hdr)
-		}
-	}
-	if g.variant == varPlain {
-		return nil
-	}
-	for _, tc := range []struct{ what, token string }{
-		{"without a token", ""},
-		{"with a wrong token", g.token[:len(g.token)-4] + "AAAA"},
-	} {
-		status, _, body, err := get(ctx, url, tc.token)
-		if err != nil {
-			return err
-		}
-		if status != http.StatusUnauthorized {
-			return fmt.Errorf("GET %s %s: status %d, want 401: %.300s", apiPath, tc.what, status, body)
-		}
-	}
-	return nil
-}
-
-func get(ctx context.Context, url, token string) (int, http.Header, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, resp.Header, b, err
-}
-
-// run is one measured wrk run of one variant, with the CPU every process
-// used during it.
-type runResult struct {
-	wrkResult
-	// CPU is the cores each process kept busy on average during the run
-	// (CPU seconds / wall seconds), by name: gateway, upstream, redis,
-	// introspect, wrk, other (the machine's busy time not accounted for
-	// by those) and machine (all CPUs, from /proc/stat).
-	CPU map[string]float64 `json:"cpu_cores"`
-}
-
-// measure runs the rounds: every variant once per round, in order, so
-// that slow drift (thermal, noisy neighbours, Redis memory) spreads over
-// all of them.
-//
-// With -paced-rps, each variant's saturating run is followed by a paced
-// one (already warm, so without a warm-up).
-func (e *env) measure(ctx context.Context) (full, paced map[string][]runResult, err error) {
-	c := e.cfg
-	fmt.Printf("measuring: %d round(s) × %d variant(s), %s warm-up + %s measured each, wrk -t1 -c%d\n",
-		c.rounds, len(c.variants), c.warmup, c.duration, c.connections)
-	delay := 0
-	if c.pacedRPS > 0 {
-		delay = max(1, int(float64(c.connections)*1000/float64(c.pacedRPS)+0.5))
-		fmt.Printf("           then %s paced: each connection waits %d ms between requests (≈ %d req/s at most)\n",
-			c.duration, delay, c.connections*1000/delay)
-	}
-	full, paced = map[string][]runResult{}, map[string][]runResult{}
-	for round := 1; round <= c.rounds; round++ {
-		for _, v := range c.variants {
-			g := e.gateways[v]
-			r, err := e.measureOnce(ctx, g, c.duration, c.warmup, 0)
-			if err != nil {
-				return nil, nil, fmt.Errorf("round %d, %s: %w", round, v, err)
-			}
-			full[v] = append(full[v], r)
-			printRun(round, c.rounds, v, "", r)
-			if delay == 0 {
-				continue
-			}
-			r, err = e.measureOnce(ctx, g, c.duration, 0, delay)
-			if err != nil {
-				return nil, nil, fmt.Errorf("round %d, %s paced: %w", round, v, err)
-			}
-			paced[v] = append(paced[v], r)
-			printRun(round, c.rounds, v, " paced", r)
-		}
-	}
-	fmt.Println()
-	return full, paced, nil
-}
-
-func printRun(round, rounds int, variant, kind string, r runResult) {
-	note := ""
-	if r.Non2xx > 0 || r.SockErr > 0 {
-		note = fmt.Sprintf("  !! %d non-2xx, %d socket errors", r.Non2xx, r.SockErr)
-	}
-	fmt.Printf("  round %d/%d  %-22s %8.0f req/s  p50 %s  p99 %s  CPU: gateway %.2f, other programs %.2f cores%s\n",
-		round, rounds, variant+kind, r.RPS, ms(r.P50Ms), ms(r.P99Ms), r.CPU["gateway"], r.CPU["other"], note)
-}
-
-func (e *env) measureOnce(ctx context.Context, g *gateway, d, warmup time.Duration, delayMs int) (runResult, error) {
-	url := g.base + apiPath
-	if err := waitQuiet(ctx, e.cfg.quietWait); err != nil {
-		return runResult{}, err
-	}
-	if warmup >= time.Second {
-		if _, err := e.wrk.run(ctx, url, g.token, warmup, 0); err != nil {
-			return runResult{}, err
-		}
-	}
-	procs := map[string]*proc{"gateway": g.proc}
-	for k, p := range g.side {
-		procs[k] = p
-	}
-	before := map[string]int64{}
-	for k, p := range procs {
-		t, err := cpuTicks(p.cmd.Process.Pid)
-		if err != nil {
-			return runResult{}, p.failure("CPU time unreadable", err)
-		}
-		before[k] = t
-	}
-	mBusy0, _, _ := machineTicks()
-	start := time.Now()
-	w, err := e.wrk.run(ctx, url, g.token, d, delayMs)
-	wall := time.Since(start).Seconds()
-	if err != nil {
-		return runResult{}, err
-	}
-	mBusy1, _, _ := machineTicks()
-	r := runResult{wrkResult: w, CPU: map[string]float64{}}
-	for k, p := range procs {
-		t, err := cpuTicks(p.cmd.Process.Pid)
-		if err != nil {
-			return runResult{}, p.failure("CPU time unreadable", err)
-		}
-		r.CPU[k] = float64(t-before[k]) / clockTicks / wall
-	}
-	r.CPU["wrk"] = float64(w.CPUTicks) / clockTicks / wall
-	r.CPU["machine"] = float64(mBusy1-mBusy0) / clockTicks / wall
-	// What the machine did besides the processes of this benchmark: other
-	// programs (and kernel work not charged to a process) that disturbed
-	// the run.
-	other := r.CPU["machine"]
-	for k, v := range r.CPU {
-		if k != "machine" {
-			other -= v
-		}
-	}
-	r.CPU["other"] = max(other, 0)
-	return r, nil
-}
-
-// profileGateway takes a CPU profile of g's process under the same load
-// through Caddy's admin endpoint and prints its top entries.
-func (e *env) profileGateway(ctx context.Context, g *gateway) error {
-	out := e.cfg.profileOut
-	if out == "" {
-		out = filepath.Join(e.root, "integration", "bench-results", g.variant+".cpu.prof")
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	secs := e.cfg.profileSecs
-	fmt.Printf("\nCPU profile of the %s gateway: %d s under the same load (wrk -t1 -c%d)\n", g.variant, secs, e.cfg.connections)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wrkDone := make(chan error, 1)
-	go func() {
-		_, err := e.wrk.run(wctx, g.base+apiPath, g.token, time.Duration(secs+3)*time.Second, 0)
-		wrkDone <- err
-	}()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(1500 * time.Millisecond):
-	}
-	purl := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", g.adminPort, secs)
-	pctx, pcancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
-	defer pcancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodGet, purl, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetching the profile: %w", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("fetching the profile: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching the profile: %s: %.300s", resp.Status, body)
-	}
-	if err := os.WriteFile(out, body, 0o644); err != nil {
-		return err
-	}
-	if err := <-wrkDone; err != nil {
-		return err
-	}
-	fmt.Printf("profile written to %s (go tool pprof -http=: %s)\n\n", out, out)
-	for _, args := range [][]string{
-		{"tool", "pprof", "-top", "-nodecount=25", out},
-		{"tool", "pprof", "-top", "-cum", "-nodecount=40", out},
-	} {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
-		}
-		fmt.Println()
-	}
-	return nil
-}
-
-// quietBusy is how busy the machine may be, in cores, with the benchmark's
-// own processes idle, for a run to start.
-const quietBusy = 0.25
-
-// waitQuiet waits, up to limit, until the CPUs have been nearly idle for a
-// second: on a shared 2-core machine a compile or a test suite running
-// alongside would otherwise be measured as the gateway's slowness. It
-// carries on (with a note) when the machine does not calm down.
-func waitQuiet(ctx context.Context, limit time.Duration) error {
-	if limit <= 0 {
-		return nil
-	}
-	deadline := time.Now().Add(limit)
-	noted := false
-	for {
-		b0, _, err := machineTicks()
-		if err != nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		b1, _, err := machineTicks()
-		if err != nil {
-			return nil
-		}
-		busy := float64(b1-b0) / clockTicks
-		if busy < quietBusy {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			fmt.Printf("           (the machine stayed busy, %.2f cores, for %s; measuring anyway)\n", busy, limit)
-			return nil
-		}
-		if !noted {
-			fmt.Printf("           (other programs keep %.2f cores busy; waiting up to %s for quiet)\n", busy, limit)
-			noted = true
-		}
-	}
-}
-
-// resetRedisStats zeroes Redis's per-command statistics, so that they
-// cover the measured runs only.
-func (e *env) resetRedisStats(ctx context.Context) error {
-	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	defer rdb.Close()
-	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
-		return fmt.Errorf("redis CONFIG RESETSTAT: %w", err)
-	}
-	return nil
-}
-
-// redisCommandStats describes Redis's time per command since the reset:
-// how much of its CPU per request is the command itself (Lua included)
-// rather than reading and writing the socket. "" when no command ran
-// often enough to matter.
-func (e *env) redisCommandStats(ctx context.Context) (string, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	defer rdb.Close()
-	info, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return "", fmt.Errorf("redis INFO commandstats: %w", err)
-	}
-	var lines []string
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		f := map[string]string{}
-		for _, kv := range strings.Split(rest, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			f[k] = v
-		}
-		calls, _ := strconv.ParseInt(f["calls"], 10, 64)
-		if calls < 1000 {
-			continue
-		}
-		lines = append(lines, fmt.Sprintf("  %-10s %9d calls  %6s µs/call", strings.TrimPrefix(name, "cmdstat_"), calls, f["usec_per_call"]))
-	}
-	if len(lines) == 0 {
-		return "", nil
-	}
-	slices.Sort(lines)
-	return "Redis command time during the runs (INFO commandstats; EVALSHA's includes the calls its script makes, also listed):\n" +
-		strings.Join(lines, "\n"), nil
 }

@@ -207,32 +207,45 @@ func cpuTicks(pid int) (int64, error) {
 	return u + s, nil
 }
 
-// machineTicks returns the busy and total jiffies of all CPUs (/proc/stat).
-func machineTicks() (busy, total int64, err error) {
+// cpuBusyTicks returns the busy jiffies of each CPU by number, and of all
+// of them under -1 (/proc/stat).
+func cpuBusyTicks() (map[int]int64, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0, errors.New("unexpected /proc/stat format")
+	out := map[int]int64{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") {
+			continue
+		}
+		n := -1
+		if f[0] != "cpu" {
+			if n, err = strconv.Atoi(f[0][3:]); err != nil {
+				continue
+			}
+		}
+		var busy int64
+		for i, s := range f[1:] {
+			// guest and guest_nice (fields 9, 10) are already counted in user.
+			if i >= 8 {
+				break
+			}
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, err
+			}
+			if i != 3 && i != 4 { // idle, iowait
+				busy += v
+			}
+		}
+		out[n] = busy
 	}
-	for i, s := range f[1:] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, 0, err
-		}
-		// guest and guest_nice (fields 9, 10) are already counted in user.
-		if i >= 8 {
-			break
-		}
-		total += v
-		if i != 3 && i != 4 { // idle, iowait
-			busy += v
-		}
+	if _, ok := out[-1]; !ok {
+		return nil, errors.New("unexpected /proc/stat format")
 	}
-	return busy, total, nil
+	return out, nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux

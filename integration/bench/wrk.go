@@ -59,6 +59,7 @@ type wrkRunner struct {
 	script  string // path of the done() hook
 	threads int
 	conns   int
+	pin     pinning // wrk runs on the side CPU when pinning
 }
 
 // checkWrk finds wrk or explains how to get it.
@@ -95,7 +96,8 @@ func (w *wrkRunner) run(ctx context.Context, url, token string, d time.Duration,
 		args = append(args, "-H", "Authorization: Bearer "+token)
 	}
 	args = append(args, url)
-	cmd := exec.CommandContext(ctx, w.bin, args...)
+	bin, pargs := w.pin.command(w.pin.side, w.bin, args...)
+	cmd := exec.CommandContext(ctx, bin, pargs...)
 	cmd.Env = append(os.Environ(), "TGBENCH_DELAY_MS="+strconv.Itoa(delayMs))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -108,7 +110,7 @@ func (w *wrkRunner) run(ctx context.Context, url, token string, d time.Duration,
 		return r, ctx.Err()
 	}
 	if err != nil {
-		return r, fmt.Errorf("wrk %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		return r, fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(pargs, " "), err, out.String())
 	}
 	if ps := cmd.ProcessState; ps != nil {
 		r.CPUTicks = int64((ps.UserTime() + ps.SystemTime()).Seconds() * clockTicks)

@@ -15,6 +15,12 @@ import (
 // clusterSlots is the number of Redis Cluster hash slots.
 const clusterSlots = 16384
 
+// ClusterNodeArgs are the redis-server arguments that make a node of the
+// clusters FormCluster forms (its nodes.conf goes to the server's --dir).
+func ClusterNodeArgs() []string {
+	return []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}
+}
+
 // StartRedisCluster starts a three-master Redis Cluster (no replicas) of
 // throwaway servers, waits until every node reports it healthy, and returns
 // the nodes' addresses. It exists to prove that every script declares keys
@@ -23,11 +29,23 @@ func StartRedisCluster(t testing.TB) []string {
 	t.Helper()
 	addrs := make([]string, 3)
 	for i := range addrs {
-		addrs[i] = startServer(t, "--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+		addrs[i] = startServer(t, ClusterNodeArgs()...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if err := FormCluster(ctx, addrs); err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+// FormCluster makes one Redis Cluster of empty nodes started with
+// --cluster-enabled yes, no replicas: it splits the hash slots evenly
+// among them, introduces them to each other and waits until every node
+// reports the cluster healthy with all of them. It takes no testing.TB, so
+// that the gateway benchmark (integration/bench) forms its cluster the same
+// way.
+func FormCluster(ctx context.Context, addrs []string) error {
 	nodes := make([]*redis.Client, len(addrs))
 	for i, a := range addrs {
 		nodes[i] = redis.NewClient(&redis.Options{Addr: a})
@@ -39,21 +57,21 @@ func StartRedisCluster(t testing.TB) []string {
 			args = append(args, s)
 		}
 		if err := nodes[i].Do(ctx, args...).Err(); err != nil {
-			t.Fatalf("CLUSTER ADDSLOTS on %s: %v", a, err)
+			return fmt.Errorf("CLUSTER ADDSLOTS on %s: %w", a, err)
 		}
 	}
 	for _, a := range addrs[1:] {
 		host, port, _ := net.SplitHostPort(a)
 		if err := nodes[0].ClusterMeet(ctx, host, port).Err(); err != nil {
-			t.Fatalf("CLUSTER MEET %s: %v", a, err)
+			return fmt.Errorf("CLUSTER MEET %s: %w", a, err)
 		}
 	}
 	for _, n := range nodes {
 		if err := waitClusterOK(ctx, n, len(addrs)); err != nil {
-			t.Fatalf("redis cluster did not form: %v", err)
+			return fmt.Errorf("redis cluster did not form: %w", err)
 		}
 	}
-	return addrs
+	return nil
 }
 
 // waitClusterOK waits until the node sees the cluster healthy with all its

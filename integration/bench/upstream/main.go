@@ -2,8 +2,10 @@
 // (go run ./integration/bench starts it; it is not meant to be run by hand).
 //
 // It answers every path with a ~200-byte JSON document naming the user the
-// gateway vouched for (X-User-Id, "anonymous" when absent), like the fake
-// legacy API of Caddyfile.example. It runs as its own process, not inside
+// gateway vouched for, like the fake legacy API of Caddyfile.example: the
+// X-User-Id header the minimal variants set, else the id in a path
+// /legacy/users/<id>/… that Caddyfile.example's routes rewrite to, else
+// "anonymous". It runs as its own process, not inside
 // the benchmark driver, so that its CPU time is measured separately from the
 // gateway's and the driver's, and so that it keeps its own Go scheduler and
 // garbage collector, as a real upstream would.
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,12 +31,20 @@ func main() {
 			`"country":"GB","picture":"https://example.com/avatars/alice.png",` +
 			`"record_updated_at":"2026-11-01T08:00:00Z"}`
 	)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	// A bare handler rather than a ServeMux, which would redirect the
+	// example-noauth variant's /legacy/users//profile (no user id: no
+	// tollgate_protect set one) to a cleaned path.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		user := r.Header.Get("X-User-Id")
+		if user == "" {
+			if rest, ok := strings.CutPrefix(r.URL.Path, "/legacy/users/"); ok {
+				user, _, _ = strings.Cut(rest, "/")
+			}
+		}
 		if user == "" {
 			user = "anonymous"
 		}
@@ -50,7 +61,7 @@ func main() {
 		log.Fatal(err)
 	}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Longer than the proxies' keepalive (90s), so that the proxy, not
 		// the upstream, decides when an idle pooled connection closes.
