@@ -73,8 +73,15 @@ func (a *App) authenticateBearer(r *http.Request) (caller, *apiError) {
 	case errors.Is(err, store.ErrNotFound):
 		return caller{}, invalidToken()
 	case err != nil:
-		// Never 401 here: a partner would throw away a good token.
-		if ce := a.logger.Check(zap.ErrorLevel, "store failure on API request"); ce != nil {
+		// Never 401 here: a partner would throw away a good token. A
+		// caller that hung up (its context ended) is no store failure:
+		// nobody reads the answer, and an error line per closed
+		// connection would hide real ones.
+		lvl := zap.ErrorLevel
+		if r.Context().Err() != nil {
+			lvl = zap.DebugLevel
+		}
+		if ce := a.logger.Check(lvl, "store failure on API request"); ce != nil {
 			ce.Write(zap.Error(err))
 		}
 		return caller{}, &apiError{Status: http.StatusServiceUnavailable, Detail: "the gateway cannot check tokens right now; retry shortly"}
