@@ -7,13 +7,9 @@ package caddymodule
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -121,13 +117,11 @@ type App struct {
 	UsersRaw json.RawMessage `json:"users,omitempty" caddy:"namespace=tollgate.authenticators inline_key=authenticator"`
 
 	users   Authenticator
-	clients map[string]*oauth.Client
-	limits  map[string]store.Limit // by client_id
+	clients map[string]*client // by client_id
 
 	signInLimit, signInAddressLimit store.Limit
 	scopes                          map[string]string
 	webhooks                        *webhook.Dispatcher
-	targets                         map[string]webhookTarget // by client_id
 	poolKey                         string
 	logger                          *zap.Logger
 
@@ -162,81 +156,6 @@ type Scope struct {
 	Name string `json:"name"`
 	// Description says in plain English what the scope grants.
 	Description string `json:"description"`
-}
-
-// ClientConfig registers one partner application.
-type ClientConfig struct {
-	// ClientID is the public identifier issued to the partner.
-	ClientID string `json:"client_id"`
-	// Name is the display name shown to users on the consent screen.
-	Name string `json:"name,omitempty"`
-	// Secret is the client secret. Give it through a placeholder such as
-	// {env.PARTNER_SECRET} or {file./run/secrets/partner}; it is resolved
-	// and hashed when the config is loaded. A value written here in clear
-	// shows in the /config API (a warning is logged); the Caddyfile
-	// adapter writes an inline secret as SecretSHA256 instead.
-	Secret string `json:"secret,omitempty"`
-	// SecretSHA256 is the hex SHA-256 digest of the client secret, an
-	// alternative to Secret that keeps the secret out of the config.
-	SecretSHA256 string `json:"secret_sha256,omitempty"`
-	// RedirectURIs are the registered redirect URIs, matched byte for
-	// byte. They must be https, except http://localhost and
-	// http://127.0.0.1 on any port.
-	RedirectURIs []string `json:"redirect_uris,omitempty"`
-	// Scopes are the scopes this client may request.
-	Scopes []string `json:"scopes,omitempty"`
-	// RateLimit overrides the app's default budget for this client's
-	// grants, as <count>/<duration>; "unlimited" turns counting off.
-	RateLimit string `json:"rate_limit,omitempty"`
-
-	// The policy knobs below default to the DSS behaviour.
-
-	// PKCE is "required" (default) or "optional". Optional still verifies
-	// a challenge that was sent, and refuses a code_verifier for a code
-	// issued without one (RFC 9700 §4.8.2).
-	PKCE string `json:"pkce,omitempty"`
-	// State is "required" (default) or "optional".
-	State string `json:"state,omitempty"`
-	// StateMinLength is the minimum length of state, when sent.
-	StateMinLength int `json:"state_min_length,omitempty"`
-	// RedirectURIOptional lets authorization requests omit redirect_uri
-	// (the first registered URI is used) and token requests omit it too.
-	RedirectURIOptional bool `json:"redirect_uri_optional,omitempty"`
-	// HTTPSOnly refuses plain-http redirect URIs even on loopback.
-	HTTPSOnly bool `json:"https_only,omitempty"`
-	// TokenJSON lets the token endpoint take application/json bodies as
-	// well as forms.
-	TokenJSON bool `json:"token_json,omitempty"`
-	// TokenHeader is a header the token and revocation requests must carry
-	// (e.g. an Api-key issued at registration).
-	TokenHeader *HeaderRequirement `json:"token_header,omitempty"`
-	// DefaultScopes are granted when the authorization request omits
-	// scope (RFC 6749 §3.3).
-	DefaultScopes []string `json:"default_scopes,omitempty"`
-	// AccessTokenLifetime and RefreshTokenLifetime override the app's.
-	AccessTokenLifetime  caddy.Duration `json:"access_token_lifetime,omitempty"`
-	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
-	// RefreshTokens, when false, issues access tokens only. Default true.
-	RefreshTokens *bool `json:"refresh_tokens,omitempty"`
-
-	// WebhookURL receives the client's user.consent.revoked events.
-	WebhookURL string `json:"webhook_url,omitempty"`
-	// WebhookSecret signs them (Standard Webhooks), as whsec_<base64>;
-	// give it through a placeholder such as {env.PARTNER_WEBHOOK_SECRET}.
-	WebhookSecret string `json:"webhook_secret,omitempty"`
-}
-
-// HeaderRequirement is a request header that must carry a given value.
-type HeaderRequirement struct {
-	// Name is the header name, e.g. Api-key.
-	Name string `json:"name"`
-	// Value is the expected value; placeholders such as {env.API_KEY} are
-	// resolved at load time and only its digest is kept.
-	Value string `json:"value,omitempty"`
-	// ValueSHA256 is the hex SHA-256 digest of the value, an alternative
-	// to Value that keeps it out of the config (the Caddyfile adapter
-	// writes an inline value this way).
-	ValueSHA256 string `json:"value_sha256,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -292,22 +211,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	repl := caddy.NewReplacer()
-	a.warnInlineSecrets()
-	a.targets = make(map[string]webhookTarget)
-	for _, cc := range a.Clients {
-		if cc.WebhookURL == "" && cc.WebhookSecret == "" {
-			continue
-		}
-		t, err := cc.webhookTarget(repl)
-		if err != nil {
-			return err
-		}
-		a.targets[cc.ClientID] = t
+	if err := a.provisionClients(repl); err != nil {
+		return err
 	}
-	defaultLimit, err := parseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
-	if err != nil {
-		return fmt.Errorf("rate_limit: %w", err)
-	}
+	var err error
 	for _, sl := range []struct {
 		name, raw string
 		def       store.Limit
@@ -321,21 +228,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 			// "unlimited" turns that count off.
 			if *sl.dst, err = parseRateLimit(repl.ReplaceAll(sl.raw, "")); err != nil {
 				return fmt.Errorf("%s: %w", sl.name, err)
-			}
-		}
-	}
-	a.clients = make(map[string]*oauth.Client, len(a.Clients))
-	a.limits = make(map[string]store.Limit, len(a.Clients))
-	for _, cc := range a.Clients {
-		c, err := cc.build(repl)
-		if err != nil {
-			return err
-		}
-		a.clients[c.ID] = c
-		a.limits[c.ID] = defaultLimit
-		if cc.RateLimit != "" {
-			if a.limits[c.ID], err = parseRateLimit(repl.ReplaceAll(cc.RateLimit, "")); err != nil {
-				return fmt.Errorf("client %s: rate_limit: %w", c.ID, err)
 			}
 		}
 	}
@@ -385,68 +277,30 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.webhooks.Backlog = br.Backlog
 		a.webhooks.OnBacklog = setBacklog
 	}
-	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
 	return metrics.register(ctx.GetMetricsRegistry())
 }
 
-// build resolves and checks one client registration.
-func (cc ClientConfig) build(repl *caddy.Replacer) (*oauth.Client, error) {
-	c := &oauth.Client{
-		ID:           cc.ClientID,
-		Name:         cc.Name,
-		RedirectURIs: cc.RedirectURIs,
-		Scopes:       cc.Scopes,
+// provisionClients provisions each registered client (client.go) under
+// its client_id, with the app's rate_limit as the default budget.
+func (a *App) provisionClients(repl *caddy.Replacer) error {
+	defaultLimit, err := parseRateLimit(repl.ReplaceAll(a.RateLimit, ""))
+	if err != nil {
+		return fmt.Errorf("rate_limit: %w", err)
 	}
-	if c.Name == "" {
-		c.Name = c.ID
-	}
-	c.Policy = oauth.Policy{
-		PKCEOptional:         cc.PKCE == "optional",
-		StateOptional:        cc.State == "optional",
-		StateMinLength:       cc.StateMinLength,
-		RedirectURIOptional:  cc.RedirectURIOptional,
-		HTTPSOnly:            cc.HTTPSOnly,
-		JSONBody:             cc.TokenJSON,
-		DefaultScopes:        cc.DefaultScopes,
-		AccessTokenLifetime:  time.Duration(cc.AccessTokenLifetime),
-		RefreshTokenLifetime: time.Duration(cc.RefreshTokenLifetime),
-		NoRefreshTokens:      cc.RefreshTokens != nil && !*cc.RefreshTokens,
-	}
-	if th := cc.TokenHeader; th != nil {
-		v := repl.ReplaceAll(th.Value, "")
-		switch {
-		case th.Name == "" || (v == "" && th.ValueSHA256 == ""):
-			return nil, fmt.Errorf("client %s: token_header needs a name and a non-empty value", cc.ClientID)
-		case th.Value != "" && th.ValueSHA256 != "":
-			return nil, fmt.Errorf("client %s: token_header: give value or value_sha256, not both", cc.ClientID)
-		case th.ValueSHA256 != "":
-			b, err := hex.DecodeString(strings.TrimSpace(th.ValueSHA256))
-			if err != nil || len(b) != sha256.Size {
-				return nil, fmt.Errorf("client %s: token_header value_sha256 must be 64 hex digits", cc.ClientID)
-			}
-			copy(c.TokenHeaderDigest[:], b)
-		default:
-			c.TokenHeaderDigest = sha256.Sum256([]byte(v))
+	a.clients = make(map[string]*client, len(a.Clients))
+	for i := range a.Clients {
+		cc := &a.Clients[i]
+		if cc.ClientID == "" {
+			return fmt.Errorf("a client has no client_id")
 		}
-		c.TokenHeader = http.CanonicalHeaderKey(th.Name)
-	}
-	switch {
-	case cc.Secret != "" && cc.SecretSHA256 != "":
-		return nil, fmt.Errorf("client %s: give secret or secret_sha256, not both", cc.ClientID)
-	case cc.Secret != "":
-		secret := repl.ReplaceAll(cc.Secret, "")
-		if secret == "" {
-			return nil, fmt.Errorf("client %s: secret resolved to an empty value", cc.ClientID)
+		c, err := cc.provision(repl, defaultLimit, a.logger)
+		if err != nil {
+			return fmt.Errorf("client %s: %w", cc.ClientID, err)
 		}
-		c.SecretDigest = sha256.Sum256([]byte(secret))
-	case cc.SecretSHA256 != "":
-		b, err := hex.DecodeString(strings.TrimSpace(cc.SecretSHA256))
-		if err != nil || len(b) != sha256.Size {
-			return nil, fmt.Errorf("client %s: secret_sha256 must be 64 hex digits", cc.ClientID)
-		}
-		copy(c.SecretDigest[:], b)
+		a.clients[cc.ClientID] = c
 	}
-	return c, nil
+	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
+	return nil
 }
 
 // Validate checks the configuration for mistakes an operator would want to
@@ -468,40 +322,16 @@ func (a *App) Validate() error {
 			return fmt.Errorf("scope %q: a scope is one token without spaces, quotes or backslashes", s.Name)
 		}
 	}
-	seen := make(map[string]bool)
+	// Each client's own settings were checked as it was provisioned;
+	// what remains spans the config.
+	seen := make(map[string]bool, len(a.Clients))
 	for _, cc := range a.Clients {
-		switch {
-		case cc.ClientID == "":
-			return fmt.Errorf("a client has no client_id")
-		case seen[cc.ClientID]:
+		if seen[cc.ClientID] {
 			return fmt.Errorf("client %s is registered twice", cc.ClientID)
-		case cc.Secret == "" && cc.SecretSHA256 == "":
-			return fmt.Errorf("client %s: no secret (confidential clients only)", cc.ClientID)
-		case len(cc.RedirectURIs) == 0:
-			return fmt.Errorf("client %s: no redirect_uri registered", cc.ClientID)
 		}
 		seen[cc.ClientID] = true
-		if cc.PKCE != "" && cc.PKCE != "required" && cc.PKCE != "optional" {
-			return fmt.Errorf("client %s: pkce must be required or optional", cc.ClientID)
-		}
-		if cc.State != "" && cc.State != "required" && cc.State != "optional" {
-			return fmt.Errorf("client %s: state must be required or optional", cc.ClientID)
-		}
-		if cc.StateMinLength < 0 {
-			return fmt.Errorf("client %s: state_min_length must not be negative", cc.ClientID)
-		}
-		for _, s := range cc.DefaultScopes {
-			if !slices.Contains(cc.Scopes, s) {
-				return fmt.Errorf("client %s: default scope %q is not among its scopes", cc.ClientID, s)
-			}
-		}
-		for _, u := range cc.RedirectURIs {
-			if err := oauth.CheckRegisteredRedirectURI(u, cc.HTTPSOnly); err != nil {
-				return fmt.Errorf("client %s: %w", cc.ClientID, err)
-			}
-		}
 		for _, s := range cc.Scopes {
-			if _, ok := a.scopes[s]; !ok {
+			if !a.HasScope(s) {
 				return fmt.Errorf("client %s: scope %q is not in the scope catalogue", cc.ClientID, s)
 			}
 		}
@@ -560,7 +390,12 @@ func parseRateLimit(s string) (store.Limit, error) {
 }
 
 // Client implements oauth.Catalogue.
-func (a *App) Client(id string) *oauth.Client { return a.clients[id] }
+func (a *App) Client(id string) *oauth.Client {
+	if c := a.clients[id]; c != nil {
+		return &c.Client
+	}
+	return nil
+}
 
 // HasScope implements oauth.Catalogue.
 func (a *App) HasScope(s string) bool {

@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/tollgate/tollgate/caddymodule/oauth"
 	"github.com/tollgate/tollgate/caddymodule/store"
 	"github.com/tollgate/tollgate/caddymodule/store/memory"
 	"github.com/tollgate/tollgate/caddymodule/store/storetest"
@@ -58,6 +57,13 @@ func TestAppValidateRefusesOperatorMistakes(t *testing.T) {
 		{"store timeout too long", `{"store_timeout":"5m"}`, "store_timeout"},
 		{"bad webhook secret", client(`,"webhook_url":"https://a.example/h","webhook_secret":"hunter2"`), "whsec_"},
 		{"unknown store", `{"store":"postgres://x"}`, "redis://"},
+		{"no client_id", `{` + scopes + `,"clients":[{"secret":"s","redirect_uris":["https://a.example/cb"]}]}`, "a client has no client_id"},
+		{"no redirect URI", `{` + scopes + `,"clients":[{"client_id":"c","secret":"s"}]}`, "client c: no redirect_uri registered"},
+		{"state typo", client(`,"state":"maybe"`), "client c: state must be required or optional"},
+		{"negative state length", client(`,"state_min_length":-1`), "client c: state_min_length must not be negative"},
+		{"secret placeholder resolving to nothing", `{` + scopes + `,"clients":[{"client_id":"c","secret":"{env.TOLLGATE_TEST_UNSET}","redirect_uris":["https://a.example/cb"]}]}`, "client c: secret resolved to an empty value"},
+		{"bad client rate limit", client(`,"rate_limit":"lots"`), "client c: rate_limit"},
+		{"relative webhook URL", client(`,"webhook_url":"/hooks","webhook_secret":"hunter2"`), "client c: webhook URL must be an absolute http(s) URL"},
 		{"duplicate client", `{` + scopes + `,"clients":[{"client_id":"c","secret":"s","redirect_uris":["https://a.example/cb"]},{"client_id":"c","secret":"s","redirect_uris":["https://a.example/cb"]}]}`, "registered twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,27 +125,18 @@ func newTestApp(t testing.TB) (*App, *storetest.Clock) {
 		now:            clk.Now,
 		rand:           rand.Reader,
 		scopes:         map[string]string{"profile:read": "Name", "seatime:read": "Sea time"},
-		clients:        map[string]*oauth.Client{},
-		limits:         map[string]store.Limit{},
-		targets:        map[string]webhookTarget{},
 	}
 	a.Clients = []ClientConfig{
 		{ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"}, Scopes: []string{"profile:read", "seatime:read"}, RateLimit: "2/1h"},
 		{ClientID: "other", Secret: otherSecret, RedirectURIs: []string{"https://other.example.com/cb"}, Scopes: []string{"profile:read"}},
 	}
-	for _, cc := range a.Clients {
-		c, err := cc.build(caddy.NewReplacer())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.clients[c.ID] = c
-		a.limits[c.ID], _ = parseRateLimit(cc.RateLimit)
+	if err := a.provisionClients(caddy.NewReplacer()); err != nil {
+		t.Fatal(err)
 	}
 	st := memory.New(clk.Now)
 	t.Cleanup(func() { st.Close() })
 	// As Provision has it: timed, with no deadline on the memory store.
 	a.useStore(deadlineStore{st: st})
-	a.rateLimited = newClientCounters(metrics.rateLimited, a.Clients)
 	// As Provision does; never started, so events stay queued in st.
 	a.webhooks = &webhook.Dispatcher{Queue: st, Endpoint: a.webhookEndpoint, Now: clk.Now, Logger: zap.NewNop()}
 	return a, clk

@@ -128,7 +128,7 @@ func TestAuditEntriesNameTheGrantAndNeverASecret(t *testing.T) {
 	// The code exchanged, replayed (the grant is revoked), then a new
 	// consent's pair refreshed, the old refresh token reused after the
 	// grace window, and a third pair revoked by the client.
-	client := a.clients["partner"]
+	client := a.Client("partner")
 	exchangeForm := func(code string) url.Values {
 		return url.Values{"code": {code}, "redirect_uri": {p.RedirectURI}, "code_verifier": {verifier}}
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden adapt files")
@@ -151,7 +154,7 @@ func TestCaddyfileKeepsOnlyDigestsOfInlineSecrets(t *testing.T) {
 	if len(clients) != 2 {
 		t.Fatalf("adapted %d clients, want 2:\n%s", len(clients), out)
 	}
-	c, err := clients[0].build(caddy.NewReplacer())
+	c, err := clients[0].provision(caddy.NewReplacer(), store.Limit{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

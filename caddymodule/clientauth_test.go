@@ -13,8 +13,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/caddymodule/oauth"
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 // The token and revocation endpoints authenticate the client by
@@ -125,10 +127,10 @@ func TestTokenRequiresTheClientsTokenHeader(t *testing.T) {
 // Api-key: partner-api-key.
 func requireAPIKey(t *testing.T, a *App) {
 	t.Helper()
-	c, err := ClientConfig{
+	c, err := (&ClientConfig{
 		ClientID: "partner", Secret: testSecret, RedirectURIs: []string{"https://partner.example.com/cb"},
 		Scopes: []string{"profile:read"}, TokenHeader: &HeaderRequirement{Name: "Api-key", Value: "partner-api-key"},
-	}.build(caddy.NewReplacer())
+	}).provision(caddy.NewReplacer(), store.Limit{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +238,9 @@ func FuzzClientBasic(f *testing.F) {
 		if id == "" || secret == "" {
 			return // a registered client has both
 		}
-		c := &oauth.Client{ID: id, SecretDigest: sha256.Sum256([]byte(secret))}
-		a := &App{clients: map[string]*oauth.Client{id: c}}
+		reg := &client{Client: oauth.Client{ID: id, SecretDigest: sha256.Sum256([]byte(secret))}}
+		a := &App{clients: map[string]*client{id: reg}}
+		c := &reg.Client
 		try := func(header string) (*oauth.Client, *oauth.Error) {
 			r := httptest.NewRequest(http.MethodPost, "/oauth/token", nil)
 			r.Header.Set("Authorization", header)

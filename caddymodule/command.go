@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"unicode"
@@ -116,7 +115,7 @@ func cmdHashSecret(fs caddycmd.Flags) (int, error) {
 		secret = string(line)
 	}
 	if secret == "" {
-		// The gateway refuses an empty secret too (ClientConfig.build).
+		// The gateway refuses an empty secret too (ClientConfig.provision).
 		return caddy.ExitCodeFailedStartup, errors.New("the secret is empty")
 	}
 	fmt.Println(sha256Hex(secret))
@@ -170,9 +169,8 @@ func (s *newClientSpec) check() error {
 		if err := plainToken("--webhook-url", s.WebhookURL); err != nil {
 			return err
 		}
-		// The check the gateway makes at load (ClientConfig.webhookTarget).
-		u, err := url.Parse(s.WebhookURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		// The check the gateway makes at load (ClientConfig.provision).
+		if !absoluteHTTPURL(s.WebhookURL) {
 			return fmt.Errorf("--webhook-url %q: must be an absolute http(s) URL", s.WebhookURL)
 		}
 	}

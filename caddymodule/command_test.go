@@ -9,6 +9,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
 func TestPrefixFromName(t *testing.T) {
@@ -68,18 +71,17 @@ func TestNewClientBlockLoadsAndAuthenticatesThePrintedSecret(t *testing.T) {
 		cc.WebhookURL != spec.WebhookURL || cc.WebhookSecret != "{env."+webhookEnvVar(c.ClientID)+"}" {
 		t.Fatalf("adapted client %+v does not match %+v", cc, spec)
 	}
-	repl := caddy.NewReplacer()
-	client, err := cc.build(repl)
+	// The printed webhook secret is one the gateway accepts.
+	t.Setenv(webhookEnvVar(c.ClientID), c.WebhookSecret)
+	client, err := cc.provision(caddy.NewReplacer(), store.Limit{}, zap.NewNop())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the printed credentials, the webhook secret set in %s: %v", webhookEnvVar(c.ClientID), err)
+	}
+	if client.webhook == nil || client.webhook.url != spec.WebhookURL {
+		t.Fatalf("webhook %+v, want one to %s", client.webhook, spec.WebhookURL)
 	}
 	if !client.Authenticate(c.ClientSecret) || client.Authenticate(c.ClientSecret+"\n") || client.Authenticate(cc.SecretSHA256) {
 		t.Fatal("the built client must authenticate the printed secret and nothing else")
-	}
-	// The printed webhook secret is one the gateway accepts.
-	t.Setenv(webhookEnvVar(c.ClientID), c.WebhookSecret)
-	if _, err := cc.webhookTarget(caddy.NewReplacer()); err != nil {
-		t.Fatalf("the printed webhook secret, set in %s: %v", webhookEnvVar(c.ClientID), err)
 	}
 	if !bytes.HasPrefix([]byte(c.ClientID), []byte("yca_")) || len(c.ClientID) != len("yca_")+8 {
 		t.Errorf("client_id %q, want yca_ and 8 hex digits", c.ClientID)

@@ -152,7 +152,7 @@ func TestConnectionsDisconnect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, _ := newTestApp(t)
-			a.targets["partner"] = webhookTarget{url: "https://partner.example.com/hooks", secret: []byte("0123456789abcdef0123456789abcdef")}
+			a.clients["partner"].webhook = &webhookTarget{url: "https://partner.example.com/hooks", secret: []byte("0123456789abcdef0123456789abcdef")}
 			mine := issue(t, a, "partner", testSecret, "profile:read")
 			elsewhere := issue(t, a, "other", otherSecret, "profile:read")
 			form, cookies := tc.form(t, a)

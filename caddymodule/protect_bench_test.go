@@ -32,7 +32,7 @@ func (w *headerWriter) WriteHeader(code int)        { w.code = code }
 // answers 200. allocs/op is the handler's own, the request being reused.
 func BenchmarkProtect(b *testing.B) {
 	a, _ := newTestApp(b)
-	a.limits["partner"] = store.Limit{Count: 1 << 40, Window: time.Hour}
+	a.clients["partner"].limit = store.Limit{Count: 1 << 40, Window: time.Hour}
 	tr := issue(b, a, "partner", testSecret, "profile:read")
 	p := newProtect(b, a, Protect{Scopes: []string{"profile:read"}, UserHeader: "X-Legacy-User", Methods: []string{"GET", "HEAD"}})
 

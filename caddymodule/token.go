@@ -224,7 +224,7 @@ func (a *App) newPair(grantID string, client *oauth.Client, subject string, scop
 		ExpiresAt: now.Add(accessLife),
 		// The budget travels with the token so that the API hot path
 		// needs no client lookup before its one store round trip.
-		Limit: a.limits[client.ID],
+		Limit: a.clientLimit(client.ID),
 	}}
 	resp := &tokenResponse{
 		AccessToken: at,

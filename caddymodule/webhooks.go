@@ -3,13 +3,9 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/tollgate/tollgate/caddymodule/store"
-	"github.com/tollgate/tollgate/caddymodule/webhook"
 )
 
 // webhookTarget is where a client's events go and the key that signs them.
@@ -18,25 +14,13 @@ type webhookTarget struct {
 	secret []byte
 }
 
-// webhookTarget resolves and checks a client's webhook settings.
-func (cc ClientConfig) webhookTarget(repl *caddy.Replacer) (webhookTarget, error) {
-	raw := repl.ReplaceAll(cc.WebhookURL, "")
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return webhookTarget{}, fmt.Errorf("client %s: webhook URL must be an absolute http(s) URL", cc.ClientID)
-	}
-	secret, err := webhook.ParseSecret(repl.ReplaceAll(cc.WebhookSecret, ""))
-	if err != nil {
-		// Never echo the secret.
-		return webhookTarget{}, fmt.Errorf("client %s: webhook secret must be whsec_<base64>: %w", cc.ClientID, err)
-	}
-	return webhookTarget{url: raw, secret: secret}, nil
-}
-
 // webhookEndpoint tells the dispatcher where a client's events go.
 func (a *App) webhookEndpoint(clientID string) (string, []byte, bool) {
-	t, ok := a.targets[clientID]
-	return t.url, t.secret, ok
+	c := a.clients[clientID]
+	if c == nil || c.webhook == nil {
+		return "", nil, false
+	}
+	return c.webhook.url, c.webhook.secret, true
 }
 
 // queueConsentRevoked queues the user.consent.revoked event of a grant for
