@@ -73,11 +73,12 @@ func TestAuditEntriesNameTheGrantAndNeverASecret(t *testing.T) {
 	// Sign-in: a known user's failure names the user; a username that is
 	// nobody's (here the password typed into the wrong field) is not
 	// logged; then the throttle, and a success.
-	users := a.users.(PasswordAuthenticator)
 	signIn := func(clientID, username, password string) signInResult {
 		t.Helper()
 		w := httptest.NewRecorder()
-		res, err := a.signIn(w, fromClient(httptest.NewRequest(http.MethodPost, "/", nil), ip), users, clientID, username, password)
+		r := fromClient(httptest.NewRequest(http.MethodPost, "/", nil), ip)
+		r.PostForm = url.Values{"username": {username}, "password": {password}}
+		res, err := a.signIn(w, r, clientID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -77,7 +77,7 @@ func (h *Connections) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 			return nil
 		}
 	case r.PostForm.Has("username") && subject == "":
-		res, err := h.login(w, r)
+		res, err := a.signIn(w, r, "")
 		if err != nil {
 			h.unavailable(w, err)
 			return nil
@@ -121,16 +121,6 @@ func (h *Connections) identify(w http.ResponseWriter, r *http.Request) (subject,
 		return "", "", err
 	}
 	return subject, anonymousCSRF(key, "connections", binding, subject), nil
-}
-
-// login signs the user in from the page's own form.
-func (h *Connections) login(w http.ResponseWriter, r *http.Request) (signInResult, error) {
-	a := h.app
-	users, ok := a.users.(PasswordAuthenticator)
-	if !ok {
-		return signInResult{Msg: "Signing in is not expected here.", Status: http.StatusBadRequest}, nil
-	}
-	return a.signIn(w, r, users, "", r.PostForm.Get("username"), r.PostForm.Get("password"))
 }
 
 // connection is one row of the page.

@@ -40,11 +40,22 @@ type signInResult struct {
 	Status int
 }
 
-// signIn checks a sign-in form under the throttle and, on success, starts
-// a new session (a new id, so that an id planted before sign-in is
-// worthless after it: session fixation). clientID is the client of the
-// authorization request, "" on the connections page.
-func (a *App) signIn(w http.ResponseWriter, r *http.Request, users PasswordAuthenticator, clientID, username, password string) (signInResult, error) {
+// signInNotExpected refuses a sign-in form where the authenticator takes
+// no password (it reads the user from the request instead).
+var signInNotExpected = signInResult{Msg: "Signing in is not expected here.", Status: http.StatusBadRequest}
+
+// signIn checks the sign-in form of r (username and password, parsed into
+// r.PostForm) under the throttle and, on success, starts a new session (a
+// new id, so that an id planted before sign-in is worthless after it:
+// session fixation). It is the one sign-in of both the authorization pages
+// and the connections page; clientID is the client of the authorization
+// request, "" on the connections page.
+func (a *App) signIn(w http.ResponseWriter, r *http.Request, clientID string) (signInResult, error) {
+	users, ok := a.users.(PasswordAuthenticator)
+	if !ok {
+		return signInNotExpected, nil
+	}
+	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	ctx := r.Context()
 	userKey := signInUserKey(username)
 	who := auditSignIn(clientID, knownUser(users, username))
