@@ -338,9 +338,7 @@ func (h *Authorize) refuse(w http.ResponseWriter, r *http.Request, e *oauth.Auth
 // for the metrics.
 func (h *Authorize) unavailable(w http.ResponseWriter, clientID string, err error) {
 	h.app.countAuthorize(clientID, authorizeError)
-	h.app.logger.Error("authorization request failed", zap.Error(err))
-	w.Header().Set("Retry-After", "5")
-	renderPage(w, http.StatusServiceUnavailable, errorPage, oauth.Errorf(oauth.TemporarilyUnavailable, "The service is temporarily unavailable. Please try again in a moment."))
+	h.app.unavailablePage(w, "authorization request failed", err)
 }
 
 // grantCode records the consent in the grant and stores a new code for it.

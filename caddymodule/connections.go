@@ -162,9 +162,7 @@ func (h *Connections) render(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (h *Connections) unavailable(w http.ResponseWriter, err error) {
-	h.app.logger.Error("connections page failed", zap.Error(err))
-	w.Header().Set("Retry-After", "5")
-	renderPage(w, http.StatusServiceUnavailable, errorPage, oauth.Errorf(oauth.TemporarilyUnavailable, "The service is temporarily unavailable. Please try again in a moment."))
+	h.app.unavailablePage(w, "connections page failed", err)
 }
 
 // disconnect ends subject's grant to clientID. The webhook event is queued

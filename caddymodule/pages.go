@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/caddymodule/oauth"
 )
 
 // The authorization pages are small, self-contained and script-free. They
@@ -29,6 +33,16 @@ func setPageHeaders(h http.Header, redirectOrigin string) {
 
 func renderPage(w http.ResponseWriter, status int, t *template.Template, data any) {
 	renderPageTo(w, status, t, data, "")
+}
+
+// unavailablePage answers a page whose store call failed: 503 with
+// Retry-After, asking the user to try again in a moment, never a page that
+// the missing answer would make wrong (docs/architecture.md §8.1). logMsg
+// names what failed in the log.
+func (a *App) unavailablePage(w http.ResponseWriter, logMsg string, err error) {
+	a.logger.Error(logMsg, zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	renderPage(w, http.StatusServiceUnavailable, errorPage, oauth.Errorf(oauth.TemporarilyUnavailable, "The service is temporarily unavailable. Please try again in a moment."))
 }
 
 // renderPageTo is renderPage for a page whose form is answered with a
