@@ -20,6 +20,44 @@ type caller struct {
 	Rate    store.RateStatus
 }
 
+// apiRoute is what a route that takes access tokens (tollgate_protect,
+// tollgate_userinfo) checks them against: the scopes it needs, and its
+// token-check counters (metrics.go).
+type apiRoute struct {
+	scopes []string
+	// scopeList is scopes space-separated, for the insufficient_scope
+	// challenge.
+	scopeList string
+	checks    routeChecks
+}
+
+// admit takes an API request on from the look-up of its token (c, or the
+// refusal aerr, from authenticateBearer): it refuses a bad token, sets the
+// budget headers that every authenticated answer carries (docs/partners.md
+// D48), answers 429 once the grant's budget is spent and 403 when the
+// token lacks a scope the route needs. Each refusal is written and
+// counted; it reports whether the request may go on, and leaves counting a
+// success to the caller, which may refuse it still.
+func (rt *apiRoute) admit(a *App, w http.ResponseWriter, c *caller, aerr *apiError) bool {
+	if aerr != nil {
+		aerr.write(w, a.Realm)
+		rt.checks.refused(aerr.Status)
+		return false
+	}
+	a.rateHeaders(w.Header(), c.Rate)
+	if !c.Rate.Allowed {
+		tooMany(w, c.Rate, a.now(), a.Realm)
+		rt.checks.limited(a, c.Token.ClientID)
+		return false
+	}
+	if oauth.Missing(c.Token.Scopes, rt.scopes) != "" {
+		insufficientScope(rt.scopeList).write(w, a.Realm)
+		rt.checks.count(checkInsufficientScope)
+		return false
+	}
+	return true
+}
+
 // apiError is a refusal on an API route: an RFC 9457 problem document with
 // the RFC 6750 §3 WWW-Authenticate challenge a partner's client library
 // reads to decide whether to refresh, re-consent or give up.

@@ -71,14 +71,13 @@ type Protect struct {
 	// token from a write one.
 	Methods []string `json:"methods,omitempty"`
 
-	app       *App
-	scopeList string
-	allow     string // Methods, comma-separated, for the Allow header
+	app   *App
+	route apiRoute
+	allow string // Methods, comma-separated, for the Allow header
 	// guarded are the request headers this handler sets or strips, which a
 	// Connection field may not name (ServeHTTP).
 	guarded []string
 	logger  *zap.Logger
-	checks  routeChecks
 }
 
 // CaddyModule returns the Caddy module information.
@@ -97,13 +96,13 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	}
 	p.app = app
 	p.logger = ctx.Logger()
-	p.scopeList = oauth.FormatScope(p.Scopes)
+	p.route = apiRoute{scopes: p.Scopes, scopeList: oauth.FormatScope(p.Scopes)}
 	p.allow = strings.Join(p.Methods, ", ")
 	p.guarded = []string{"Authorization", p.UserHeader, p.ClientHeader, p.ScopeHeader}
 	if p.ETagMaxBytes == 0 {
 		p.ETagMaxBytes = 1 << 20
 	}
-	p.checks = newRouteChecks(p.routeLabel())
+	p.route.checks = newRouteChecks(p.routeLabel())
 	return nil
 }
 
@@ -113,8 +112,8 @@ func (p *Protect) routeLabel() string {
 	switch {
 	case p.Name != "":
 		return p.Name
-	case p.scopeList != "":
-		return p.scopeList
+	case p.route.scopeList != "":
+		return p.route.scopeList
 	}
 	return "unscoped"
 }
@@ -177,7 +176,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
 		w.Header().Set("Allow", p.allow)
 		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "this route accepts only " + p.allow}).write(w, a.Realm)
-		p.checks.count(checkBadRequest)
+		p.route.checks.count(checkBadRequest)
 		return nil
 	}
 	// A Connection field naming a header this handler sets or strips would
@@ -188,7 +187,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if conn := r.Header["Connection"]; len(conn) > 0 {
 		if n := connectionNames(conn, p.guarded); n != "" {
 			(&apiError{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "the Connection header may not name " + n}).write(w, a.Realm)
-			p.checks.count(checkBadRequest)
+			p.route.checks.count(checkBadRequest)
 			return nil
 		}
 	}
@@ -207,23 +206,10 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if aerr == nil {
 		aerr = tokenElsewhere(r)
 	}
-	if aerr != nil {
-		aerr.write(w, a.Realm)
-		p.checks.refused(aerr.Status)
+	if !p.route.admit(a, w, &c, aerr) {
 		return nil
 	}
-	a.rateHeaders(w.Header(), c.Rate)
-	if !c.Rate.Allowed {
-		tooMany(w, c.Rate, a.now(), a.Realm)
-		p.checks.limited(a, c.Token.ClientID)
-		return nil
-	}
-	if m := oauth.Missing(c.Token.Scopes, p.Scopes); m != "" {
-		insufficientScope(p.scopeList).write(w, a.Realm)
-		p.checks.count(checkInsufficientScope)
-		return nil
-	}
-	p.checks.count(checkOK)
+	p.route.checks.count(checkOK)
 
 	scope := oauth.FormatScope(c.Token.Scopes)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

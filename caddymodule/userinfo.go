@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -25,7 +24,7 @@ const userinfoScope = "profile:read"
 // profile, for a bearer token with profile:read.
 type UserInfo struct {
 	appRef
-	checks routeChecks
+	route apiRoute
 }
 
 // CaddyModule returns the Caddy module information.
@@ -36,11 +35,16 @@ func (UserInfo) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision reaches the tollgate app and resolves the route's metrics,
-// labelled "userinfo".
+// Provision reaches the tollgate app and resolves the route's metrics.
 func (h *UserInfo) Provision(ctx caddy.Context) error {
-	h.checks = newRouteChecks("userinfo")
+	h.route = userinfoRoute()
 	return h.appRef.Provision(ctx)
+}
+
+// userinfoRoute is how /userinfo checks tokens: it needs userinfoScope,
+// and its checks are labelled "userinfo" in the metrics.
+func userinfoRoute() apiRoute {
+	return apiRoute{scopes: []string{userinfoScope}, scopeList: userinfoScope, checks: newRouteChecks("userinfo")}
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -49,27 +53,14 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		(&apiError{Status: http.StatusMethodNotAllowed, Detail: "use GET"}).write(w, a.Realm)
-		h.checks.count(checkBadRequest)
-		return nil
-	}
-	c, aerr := a.authenticateBearer(r)
-	if aerr != nil {
-		aerr.write(w, a.Realm)
-		h.checks.refused(aerr.Status)
+		h.route.checks.count(checkBadRequest)
 		return nil
 	}
 	// /userinfo is an authenticated API response like any other: it
 	// carries the budget headers and spends the budget (docs/partners.md
 	// D48, docs/architecture.md §4.3).
-	a.rateHeaders(w.Header(), c.Rate)
-	if !c.Rate.Allowed {
-		tooMany(w, c.Rate, a.now(), a.Realm)
-		h.checks.limited(a, c.Token.ClientID)
-		return nil
-	}
-	if !slices.Contains(c.Token.Scopes, userinfoScope) {
-		insufficientScope(userinfoScope).write(w, a.Realm)
-		h.checks.count(checkInsufficientScope)
+	c, aerr := a.authenticateBearer(r)
+	if !h.route.admit(a, w, &c, aerr) {
 		return nil
 	}
 	profile := map[string]string(nil)
@@ -81,17 +72,17 @@ func (h *UserInfo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			invalidToken().write(w, a.Realm)
-			h.checks.count(checkInvalid)
+			h.route.checks.count(checkInvalid)
 			return nil
 		case err != nil:
 			a.logger.Error("store failure on userinfo", zap.Error(err))
 			(&apiError{Status: http.StatusServiceUnavailable, Detail: "retry shortly"}).write(w, a.Realm)
-			h.checks.count(checkStoreError)
+			h.route.checks.count(checkStoreError)
 			return nil
 		}
 		profile = g.Profile
 	}
-	h.checks.count(checkOK)
+	h.route.checks.count(checkOK)
 	claims := map[string]string{"sub": c.Token.Subject}
 	for _, f := range profileFields {
 		claims[f] = profile[f]

@@ -30,7 +30,7 @@ func staticAlice(t *testing.T) *StaticUsers {
 func userinfo(t *testing.T, a *App, r *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
-	if err := (&UserInfo{appRef: appRef{a}, checks: newRouteChecks("userinfo")}).ServeHTTP(w, r, nil); err != nil {
+	if err := (&UserInfo{appRef: appRef{a}, route: userinfoRoute()}).ServeHTTP(w, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	return w
