@@ -96,18 +96,22 @@ h2{font-size:1.1rem;margin:1.2rem 0 .3rem} section.app{border-top:1px solid #dde
 
 const pageFoot = `</main></body></html>`
 
-var loginPage = template.Must(template.New("login").Parse(`{{define "title"}}Sign in{{end}}` + pageHead + `
-<h1>Sign in to continue to {{.ClientName}}</h1>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
-<input type="hidden" name="tx" value="{{.TX}}">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
+// signInFields end both sign-in forms, the authorization pages' and the
+// connections page's.
+const signInFields = `
 <label for="username">Username</label>
 <input type="text" id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required>
 <button class="primary" type="submit">Sign in</button>
-</form>` + pageFoot))
+</form>`
+
+var loginPage = template.Must(template.New("login").Parse(`{{define "title"}}Sign in{{end}}` + pageHead + `
+<h1>Sign in to continue to {{.ClientName}}</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="tx" value="{{.TX}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">` + signInFields + pageFoot))
 
 var consentPage = template.Must(template.New("consent").Parse(`{{define "title"}}Allow access?{{end}}` + pageHead + `
 <h1>{{.ClientName}} wants to access your account</h1>
@@ -130,13 +134,7 @@ var connectionsLoginPage = template.Must(template.New("connections-login").Parse
 <h1>Sign in to see your connected apps</h1>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<label for="username">Username</label>
-<input type="text" id="username" name="username" autocomplete="username" required autofocus>
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required>
-<button class="primary" type="submit">Sign in</button>
-</form>` + pageFoot))
+<input type="hidden" name="csrf" value="{{.CSRF}}">` + signInFields + pageFoot))
 
 var connectionsPage = template.Must(template.New("connections").Parse(`{{define "title"}}Connected apps{{end}}` + pageHead + `
 <h1>Connected apps</h1>
