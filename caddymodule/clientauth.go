@@ -70,6 +70,31 @@ var tokenParams = []string{
 	"client_id", "client_secret", "token", "token_type_hint",
 }
 
+// writeCredentialJSON sends v, an answer that holds or describes a
+// credential, as JSON that no cache keeps (RFC 6749 §5.1, RFC 7662 §4).
+func writeCredentialJSON(w http.ResponseWriter, v any) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json;charset=UTF-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Pragma", "no-cache")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readClientForm reads the body of a request to an endpoint the client
+// authenticates at (token, revocation, introspection: RFC 6749 §2.3.1,
+// RFC 7009 §2.1, RFC 7662 §2.1) and authenticates the client that sent it.
+func (a *App) readClientForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauth.Client, *oauth.Error) {
+	form, isJSON, oerr := readForm(w, r)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	client, oerr := a.authenticateClient(r, form, isJSON)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	return form, client, nil
+}
+
 // authenticateClient identifies the client by client_secret_basic or
 // client_secret_post (RFC 6749 §2.3.1); using both at once is refused. An
 // unknown client_id costs the same hash and comparison as a known one, so

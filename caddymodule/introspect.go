@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -58,23 +57,15 @@ func (h *Introspect) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		oerr.WriteJSON(w)
 		return nil
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json;charset=UTF-8")
 	// RFC 7662 §4: the answer describes a credential; no cache keeps it.
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Pragma", "no-cache")
-	return json.NewEncoder(w).Encode(resp)
+	return writeCredentialJSON(w, resp)
 }
 
 func (h *Introspect) introspect(w http.ResponseWriter, r *http.Request) (*introspection, *oauth.Error) {
 	a := h.app
-	form, isJSON, oerr := readForm(w, r)
-	if oerr != nil {
-		return nil, oerr
-	}
 	// RFC 7662 §2.1: the endpoint requires authorization; the client's
 	// own credentials, as at the token endpoint (RFC 6749 §2.3.1).
-	client, oerr := a.authenticateClient(r, form, isJSON)
+	form, client, oerr := a.readClientForm(w, r)
 	if oerr != nil {
 		return nil, oerr
 	}

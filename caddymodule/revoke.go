@@ -45,11 +45,7 @@ func (h *Revoke) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 
 func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 	a := h.app
-	form, isJSON, oerr := readForm(w, r)
-	if oerr != nil {
-		return oerr
-	}
-	client, oerr := a.authenticateClient(r, form, isJSON)
+	form, client, oerr := a.readClientForm(w, r)
 	if oerr != nil {
 		return oerr
 	}

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -52,19 +51,11 @@ func (h *Token) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		oerr.WriteJSON(w)
 		return nil
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json;charset=UTF-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Pragma", "no-cache")
-	return json.NewEncoder(w).Encode(resp)
+	return writeCredentialJSON(w, resp)
 }
 
 func (h *Token) serve(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauth.Error) {
-	form, isJSON, oerr := readForm(w, r)
-	if oerr != nil {
-		return nil, oerr
-	}
-	client, oerr := h.app.authenticateClient(r, form, isJSON)
+	form, client, oerr := h.app.readClientForm(w, r)
 	if oerr != nil {
 		return nil, oerr
 	}
