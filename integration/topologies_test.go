@@ -100,8 +100,12 @@ func TestRedisClusterFlow(t *testing.T) {
 func TestRedisSentinelFailover(t *testing.T) {
 	t.Parallel()
 	d := storetest.StartRedisSentinel(t, 2, "--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+	// store_timeout 1s, shorter than the failover (down-after 2s, then the
+	// election): a call in the gap must end as 503 rather than wait the
+	// harness's 5s and be answered by the new primary, which would leave
+	// the gap untested.
 	gw := launchWithBlock(t, fmt.Sprintf("store redis {\n\t\t\tsentinel %s\n\t\t\taddrs %s\n\t\t\twait_replicas 1 100ms\n\t\t}",
-		storetest.SentinelMaster, strings.Join(d.Sentinels, " ")))
+		storetest.SentinelMaster, strings.Join(d.Sentinels, " ")), "TOLLGATE_STORE_TIMEOUT=1s")
 	if e := waitForLogEntry(t, gw, "redis store", 5*time.Second); e["topology"] != "sentinel" {
 		t.Fatalf("the gateway did not open a Sentinel client: %v", e)
 	}
