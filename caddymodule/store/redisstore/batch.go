@@ -42,12 +42,17 @@ import (
 // client's "closed" error, which it hands to its callers, and it exits.
 const (
 	// authInFlight is how many Authenticate round trips may be in flight
-	// at once before calls queue. Redis runs scripts one at a time, so more
-	// round trips buy no parallelism in Redis; they only keep it busy while
-	// the gateway encodes the next batch and decodes the last. 1, 2, 4 and
-	// 8 measured within a few percent of each other (see
-	// BenchmarkAuthenticateParallel16), 1 the slowest.
-	authInFlight = 4
+	// at once before calls queue. Redis runs commands one at a time, so
+	// more round trips buy no parallelism in Redis; they only keep it busy
+	// while the gateway encodes the next batch and decodes the last, and
+	// every round trip costs both sides a write, a read and a wake-up.
+	// Fewer in flight make larger batches: saturated
+	// (BenchmarkAuthenticateParallel16), 1 and 2 cost Redis ~3.3 µs of CPU
+	// per call and 4 ~4.1; in the gateway benchmark (make bench, ~6,000
+	// requests/s), 1 cost Redis ~9 µs per request and 4 ~12.5. 2 keeps
+	// most of that and lets one slow round trip (a Cluster node, a busy
+	// script) not hold up every call behind it.
+	authInFlight = 2
 	// authBatchMax bounds one pipeline: ~130 bytes out and ~300 back per
 	// call, so a full batch is a few tens of kilobytes.
 	authBatchMax = 128
