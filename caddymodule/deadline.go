@@ -130,6 +130,12 @@ func (s deadlineStore) GetToken(ctx context.Context, grantID string, kind store.
 	return v, call.end(err)
 }
 
+func (s deadlineStore) RevocableToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	ctx, call := s.begin(ctx, opRevocableToken)
+	v, err := s.st.RevocableToken(ctx, grantID, kind, digest)
+	return v, call.end(err)
+}
+
 func (s deadlineStore) Rotate(ctx context.Context, grantID, oldRefresh string, p store.Pair) error {
 	ctx, call := s.begin(ctx, opRotate)
 	return call.end(s.st.Rotate(ctx, grantID, oldRefresh, p))

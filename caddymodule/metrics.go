@@ -286,6 +286,7 @@ const (
 	opConsumeCode
 	opIssueTokens
 	opGetToken
+	opRevocableToken
 	opRotate
 	opAuthenticate
 	opRefund
@@ -308,7 +309,7 @@ const (
 
 var storeOpNames = [numStoreOps]string{
 	"save_grant", "get_grant", "revoke_grant", "save_code", "consume_code", "issue_tokens",
-	"get_token", "rotate", "authenticate", "refund", "set_blob", "get_blob", "take_blob",
+	"get_token", "revocable_token", "rotate", "authenticate", "refund", "set_blob", "get_blob", "take_blob",
 	"delete_blob", "load_or_store_blob", "count_failure", "failures", "clear_failures",
 	"check_reuse", "list_grants", "enqueue_event", "claim_events", "ack_event", "retry_event",
 }

@@ -66,7 +66,11 @@ func (h *Revoke) revoke(w http.ResponseWriter, r *http.Request) *oauth.Error {
 		return nil // RFC 7009 §2.2: an invalid token is not an error.
 	}
 	ctx := r.Context()
-	t, err := a.tokens.GetToken(ctx, grantID, kind, oauth.Digest(tok))
+	// Expired or not: a partner disconnecting a user sends the access
+	// token it stored, which has usually expired, and expects the
+	// connection gone (docs/partners.md); a token rotated out or replaced
+	// is not found and touches nothing.
+	t, err := a.tokens.RevocableToken(ctx, grantID, kind, oauth.Digest(tok))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -78,13 +79,13 @@ func TestRevokeUnknownTokenIs200(t *testing.T) {
 	clk.Advance(time.Hour)
 	live := issue(t, a, "partner", testSecret, "profile:read")
 	for name, tok := range map[string]string{
-		"malformed":               "not-a-token",
-		"never issued":            otherLastByte(live.AccessToken),
-		"shaped like a code":      oauth.CodePrefix + live.AccessToken[len(oauth.AccessPrefix):],
-		"another grant, expired":  expired.AccessToken,
-		"empty after the prefix":  oauth.RefreshPrefix,
-		"one byte longer":         live.RefreshToken + "x",
-		"access token, too short": live.AccessToken[:len(live.AccessToken)-1],
+		"malformed":                 "not-a-token",
+		"never issued":              otherLastByte(live.AccessToken),
+		"shaped like a code":        oauth.CodePrefix + live.AccessToken[len(oauth.AccessPrefix):],
+		"another client's, expired": expired.AccessToken,
+		"empty after the prefix":    oauth.RefreshPrefix,
+		"one byte longer":           live.RefreshToken + "x",
+		"access token, too short":   live.AccessToken[:len(live.AccessToken)-1],
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := post(t, &Revoke{appRef{a}}, "/oauth/revoke", url.Values{"token": {tok}}, "other:"+otherSecret)
@@ -93,6 +94,37 @@ func TestRevokeUnknownTokenIs200(t *testing.T) {
 				t.Fatal("revoking an unknown token revoked a live one")
 			}
 		})
+	}
+}
+
+// A partner's "disconnect" sends the access token it stored, which has
+// usually expired by then: as long as it is still its grant's current
+// pair, revoking it ends the connection, refresh token included
+// (docs/partners.md D39). A token rotated out since names nothing, and
+// revoking it leaves the new pair alone.
+func TestRevokeExpiredAccessTokenEndsTheConnection(t *testing.T) {
+	a, clk := newTestApp(t)
+	tr := issue(t, a, "partner", testSecret, "profile:read")
+	clk.Advance(time.Hour) // the access token has expired; the refresh token lives
+	if active(t, a, "partner", testSecret, tr.AccessToken) {
+		t.Fatal("the access token is still active an hour later; the test needs it expired")
+	}
+	wantRevoked(t, revoke(t, a, tr.AccessToken))
+	wantOAuthError(t, refresh(t, a, tr.RefreshToken, nil), http.StatusBadRequest, oauth.InvalidGrant)
+
+	tr = issue(t, a, "partner", testSecret, "profile:read")
+	w := refresh(t, a, tr.RefreshToken, nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("refresh: %d %s", w.Code, w.Body)
+	}
+	var next tokenResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &next); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	wantRevoked(t, revoke(t, a, tr.AccessToken)) // rotated out: names nothing
+	if w := refresh(t, a, next.RefreshToken, nil); w.Code != http.StatusOK {
+		t.Fatalf("revoking a rotated-out token ended the new pair: refresh %d %s", w.Code, w.Body)
 	}
 }
 

@@ -212,6 +212,14 @@ type Tokens interface {
 	IssueTokens(ctx context.Context, grantID, codeDigest string, p Pair) error
 	// GetToken returns a live token of the given kind or ErrNotFound.
 	GetToken(ctx context.Context, grantID string, kind Kind, digest string) (Token, error)
+	// RevocableToken is GetToken without the token's own expiry: it
+	// returns the token while it is still one of its live grant's current
+	// pairs (not rotated out or replaced), expired or not, else
+	// ErrNotFound. A revocation (RFC 7009 §2.1) names what a client holds,
+	// and a client's stored access token has often expired: it must still
+	// end the connection, while a token rotated out long ago must not
+	// touch the grant it once belonged to.
+	RevocableToken(ctx context.Context, grantID string, kind Kind, digest string) (Token, error)
 	// Rotate atomically deletes the refresh token oldRefresh and its paired
 	// access token and stores the new pair. Of two concurrent calls for one
 	// refresh token exactly one succeeds; the other gets ErrNotFound. In

@@ -24,6 +24,22 @@ func (s *Store) GetToken(_ context.Context, grantID string, kind store.Kind, dig
 	return t, nil
 }
 
+// RevocableToken returns a token of one of the grant's pairs even past its
+// own expiry (store.Tokens.RevocableToken).
+func (s *Store) RevocableToken(_ context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Token{}, errClosed
+	}
+	t, _, ok := s.current(grantID, kind, digest, s.nowMillis())
+	if !ok {
+		return store.Token{}, store.ErrNotFound
+	}
+	t.Scopes = slices.Clone(t.Scopes)
+	return t, nil
+}
+
 // Rotate replaces a refresh token and its access token by a new pair and
 // marks the old refresh token rotated out (see CheckReuse). The lock makes
 // it atomic: of two concurrent calls, the second finds no refresh token.
@@ -122,6 +138,15 @@ func (s *Store) Refund(_ context.Context, grantID string, l store.Limit) (bool, 
 
 // token finds a live token of a live grant. The caller holds s.mu.
 func (s *Store) token(grantID string, kind store.Kind, digest string, now int64) (store.Token, *grant, bool) {
+	t, g, ok := s.current(grantID, kind, digest, now)
+	if !ok || t.ExpiresAt.UnixMilli() <= now {
+		return store.Token{}, nil, false
+	}
+	return t, g, true
+}
+
+// current finds a token of one of a live grant's pairs, expired or not.
+func (s *Store) current(grantID string, kind store.Kind, digest string, now int64) (store.Token, *grant, bool) {
 	g := s.live(grantID, now)
 	if g == nil {
 		return store.Token{}, nil, false
@@ -130,9 +155,5 @@ func (s *Store) token(grantID string, kind store.Kind, digest string, now int64)
 	if i < 0 {
 		return store.Token{}, nil, false
 	}
-	t := g.token(i, kind)
-	if t.ExpiresAt.UnixMilli() <= now {
-		return store.Token{}, nil, false
-	}
-	return t, g, true
+	return g.token(i, kind), g, true
 }

@@ -324,12 +324,14 @@ redis.call('SET', marker_key, 'i' .. string.sub(mk, 2), 'KEEPTTL')
 return 1
 `
 
-// luaGetToken returns the token's reply record (record.go) or 0.
+// luaGetToken returns the token's reply record (record.go) or 0. With
+// any_age 1 it returns a token of a live grant's pair past its own expiry
+// too (RevocableToken).
 //
-// KEYS: grant. ARGV: now, kind (at|rt), digest.
+// KEYS: grant. ARGV: now, kind (at|rt), digest, any_age (0|1).
 const luaGetToken = `
 local grant_key = KEYS[1]
-local now, kind, digest = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now, kind, digest, any_age = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local f = 'a'
 if kind == 'rt' then f = 'r' end
 local g = redis.call('HMGET', grant_key, 'exp', 'cid', 'sub', f, f .. '1', f .. '2', f .. '3') -- pairSlots
@@ -344,7 +346,7 @@ if s == 0 then s = '' else s = tostring(s) end
 local t = redis.call('HMGET', grant_key, 'a' .. s, 'ax' .. s, 'as' .. s, 'lc' .. s, 'lw' .. s, 'r' .. s, 'rx' .. s, 'rs' .. s)
 local x, sc, pair, lc, lw = t[2], t[3], t[6] or '', t[4] or '0', t[5] or '0'
 if f == 'r' then x, sc, pair, lc, lw = t[7], t[8] or t[3], t[1] or '', '0', '0' end
-if tonumber(x) <= now then return 0 end
+if tonumber(x) <= now and any_age ~= '1' then return 0 end
 local cid, sub = g[2], g[3]
 if #cid < 256 and #sub < 256 and #pair < 256 and #x < 256 and #lc < 256 and #lw < 256 then
   return 't3;' .. string.char(#cid, #sub, #pair, #x, #lc, #lw) .. cid .. sub .. pair .. x .. lc .. lw .. (sc or '')

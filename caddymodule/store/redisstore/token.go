@@ -9,11 +9,25 @@ import (
 
 // GetToken returns a live token of a live grant.
 func (s *Store) GetToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	return s.getToken(ctx, grantID, kind, digest, false)
+}
+
+// RevocableToken returns a token of one of a live grant's pairs, expired
+// or not (store.Tokens.RevocableToken).
+func (s *Store) RevocableToken(ctx context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	return s.getToken(ctx, grantID, kind, digest, true)
+}
+
+func (s *Store) getToken(ctx context.Context, grantID string, kind store.Kind, digest string, expired bool) (store.Token, error) {
 	if !store.ValidGrantID(grantID) {
 		return store.Token{}, store.ErrNotFound
 	}
+	anyAge := 0
+	if expired {
+		anyAge = 1
+	}
 	res, err := s.scripts.getToken.Run(ctx, s.client,
-		[]string{s.k().grant(grantID)}, s.nowMillis(), string(kind), digest).Result()
+		[]string{s.k().grant(grantID)}, s.nowMillis(), string(kind), digest, anyAge).Result()
 	if err != nil {
 		return store.Token{}, fmt.Errorf("redis get token: %w", err)
 	}

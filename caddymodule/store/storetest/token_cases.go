@@ -58,6 +58,33 @@ func tokenCases() []testCase {
 			_, err = e.s.GetToken(e.ctx, e.grantID, store.Refresh, p.Refresh.Digest)
 			wantErr(t, "GetToken refresh at expiry", err, store.ErrNotFound)
 		}},
+		{"a revocation finds a current token past its expiry, never a rotated-out one", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			old := e.issue(t, true)
+			e.clk.Advance(accessTTL) // the access token has expired
+			got, err := e.s.RevocableToken(e.ctx, e.grantID, store.Access, old.Access.Digest)
+			wantErr(t, "RevocableToken expired access", err, nil)
+			sameToken(t, got, old.Access)
+			_, err = e.s.RevocableToken(e.ctx, e.grantID, store.Refresh, old.Access.Digest)
+			wantErr(t, "RevocableToken under the other kind", err, store.ErrNotFound)
+			_, err = e.s.RevocableToken(e.ctx, e.grantID, store.Access, Random())
+			wantErr(t, "RevocableToken unknown", err, store.ErrNotFound)
+			// Rotated out, the old pair is no longer the grant's.
+			wantErr(t, "Rotate", e.s.Rotate(e.ctx, e.grantID, old.Refresh.Digest, e.pair(true)), nil)
+			_, err = e.s.RevocableToken(e.ctx, e.grantID, store.Access, old.Access.Digest)
+			wantErr(t, "RevocableToken rotated-out access", err, store.ErrNotFound)
+			_, err = e.s.RevocableToken(e.ctx, e.grantID, store.Refresh, old.Refresh.Digest)
+			wantErr(t, "RevocableToken rotated-out refresh", err, store.ErrNotFound)
+		}},
+		{"a revocation finds nothing of a revoked grant", func(t *testing.T, e *env) {
+			e.grant(t, "read")
+			p := e.issue(t, true)
+			if _, err := e.s.RevokeGrant(e.ctx, e.grantID); err != nil {
+				t.Fatalf("RevokeGrant: %v", err)
+			}
+			_, err := e.s.RevocableToken(e.ctx, e.grantID, store.Access, p.Access.Digest)
+			wantErr(t, "RevocableToken after revocation", err, store.ErrNotFound)
+		}},
 		{"unknown token is not found", func(t *testing.T, e *env) {
 			e.grant(t, "read")
 			_, err := e.s.GetToken(e.ctx, e.grantID, store.Access, Random())
