@@ -11,28 +11,23 @@ import (
 
 // GetToken returns a live token of a live grant.
 func (s *Store) GetToken(_ context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return store.Token{}, errClosed
-	}
-	t, _, ok := s.token(grantID, kind, digest, s.nowMillis())
-	if !ok {
-		return store.Token{}, store.ErrNotFound
-	}
-	t.Scopes = slices.Clone(t.Scopes)
-	return t, nil
+	return s.lookup(grantID, kind, digest, s.token)
 }
 
 // RevocableToken returns a token of one of the grant's pairs even past its
 // own expiry (store.Tokens.RevocableToken).
 func (s *Store) RevocableToken(_ context.Context, grantID string, kind store.Kind, digest string) (store.Token, error) {
+	return s.lookup(grantID, kind, digest, s.current)
+}
+
+// lookup finds a token with find under the lock and returns a copy.
+func (s *Store) lookup(grantID string, kind store.Kind, digest string, find func(string, store.Kind, string, int64) (store.Token, *grant, bool)) (store.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return store.Token{}, errClosed
 	}
-	t, _, ok := s.current(grantID, kind, digest, s.nowMillis())
+	t, _, ok := find(grantID, kind, digest, s.nowMillis())
 	if !ok {
 		return store.Token{}, store.ErrNotFound
 	}
