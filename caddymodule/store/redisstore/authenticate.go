@@ -12,12 +12,14 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Authenticate checks an access token and counts the call in one round
-// trip, batched with concurrent calls into one pipeline when Redis is busy
-// (batch.go): the EVALSHA of luaAuthenticate on the token's first use by
-// this gateway, then, while the gateway remembers the token
-// (tokencache.go), the cheaper checkRemembered, falling back to the script
-// whenever that cannot decide.
+// Authenticate checks an access token and counts the call. On a token's
+// first use by this gateway it is one EVALSHA of luaAuthenticate, batched
+// with concurrent calls into one pipeline when Redis is busy (batch.go).
+// The gateway then remembers the token (tokencache.go), and later calls
+// cost no round trip while it can vouch for the grant's liveness
+// (watch.go) and holds some of its budget (lease.go); otherwise they cost
+// the cheaper checkRemembered, falling back to the script whenever that
+// cannot decide.
 //
 // The rate limit is a fixed window aligned to the Unix epoch: window index
 // floor(now/window), resetting at (index+1)*window. Every gateway instance
@@ -47,6 +49,10 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 			}
 		}
 	}
+	if s.tokens != nil {
+		s.watch.start(s.channel())
+	}
+	snap := s.watch.snapshot()
 	keys := s.k().auth(grantID)
 	res, err := s.authBatcher().run(ctx, keys, now, l.Count, l.Window.Milliseconds(), accessDigest)
 	if err != nil {
@@ -71,8 +77,11 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: decoding token: %w", err)
 	}
-	if e, ok := remember(t, keys, slot, now); ok {
-		s.tokens.put(accessDigest, e, now)
+	if s.tokens != nil {
+		if e, ok := remember(t, grantID, keys, slot, now); ok {
+			s.tokens.put(accessDigest, e, now)
+			s.watch.confirm(e, snap)
+		}
 	}
 	if count < 0 {
 		return t, store.RateStatus{Allowed: true}, nil
@@ -92,25 +101,54 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	return t, st, nil
 }
 
-// checkRemembered checks a remembered token e (tokencache.go) and counts
-// the call: its slot must still hold its digest and its grant be live, as
-// luaAuthenticate would find. decided is false when the answer must come
-// from the script: the token is no longer its slot's (the script then
-// says why, and e is forgotten), or this is the first call of a budget
-// window, which only the script opens. A count this check made is undone
-// when the call is not let through, so the count never passes the limit,
-// as with the script.
+// checkRemembered decides a call of a remembered token e (tokencache.go):
+// with no round trip when the gateway vouches for the grant's liveness
+// (watch.go) and the call is not counted or a unit of budget is held
+// (lease.go); else with one round trip that checks, as luaAuthenticate
+// would, that the token's slot still holds its digest and its grant is
+// live, and, unless a unit was held, takes a lease of the budget. decided
+// is false when the answer must come from the script: the token is no
+// longer its slot's (the script then says why, and e is forgotten), or
+// this is the first call of a budget window, which only the script opens.
+// Budget taken for a call that is not let through goes back, so the count
+// never rests past the limit, as with the script.
 func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
 	if l.Count == 0 {
 		l = e.tok.Limit
 	}
 	w := l.Window.Milliseconds()
 	counted := l.Count > 0 && w > 0
-	c := checkCall{hmgetArgs: e.hmgetArgs}
+	gs := e.gs.Load()
+	st := store.RateStatus{Allowed: true}
 	var idx int64
+	held := !counted
 	if counted {
 		idx = store.WindowIndex(now, w)
-		c.zaddArgs = e.zaddArgs(w, idx)
+		st = store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * w), Allowed: true}
+		st.Remaining, held = gs.take(l.Count, w, idx)
+	}
+	var waiting int64
+	for !held && gs != nil {
+		end, n, err := gs.fillOrWait(ctx)
+		if err != nil {
+			return store.Token{}, store.RateStatus{}, false, err
+		}
+		if end != nil {
+			defer end()
+			waiting = n
+			break
+		}
+		st.Remaining, held = gs.take(l.Count, w, idx)
+	}
+	if held && s.watch.vouches(gs) {
+		return e.tok, st, true, nil
+	}
+	snap := s.watch.snapshot()
+	c := checkCall{hmgetArgs: e.hmgetArgs}
+	var k int64
+	if !held {
+		k = gs.nextSize(l.Count, w, idx, now, waiting)
+		c.zaddArgs = e.zaddArgs(w, idx, k)
 	}
 	if err := s.authBatcher().check(ctx, &c); err != nil {
 		return store.Token{}, store.RateStatus{}, false, err
@@ -123,14 +161,15 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 	exp, _ := vals[1].(string)
 	gexp, _ := strconv.ParseInt(exp, 10, 64)
 	if d != digest || gexp <= now {
-		if counted && c.z.Err() == nil {
-			s.uncount(ctx, c)
+		if !held && c.z.Err() == nil {
+			giveBack(ctx, s.client, e.counter, c.zaddArgs[5].(string), k)
 		}
 		s.tokens.forget(digest, e)
 		return store.Token{}, store.RateStatus{}, false, nil
 	}
-	if !counted {
-		return e.tok, store.RateStatus{Allowed: true}, true, nil
+	gs = s.watch.confirm(e, snap)
+	if held {
+		return e.tok, st, true, nil
 	}
 	n, err := replyCount(c.z)
 	if errors.Is(err, redis.Nil) {
@@ -139,17 +178,17 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, false, err
 	}
-	st := store.RateStatus{
-		Limit:   l.Count,
-		Window:  l.Window,
-		Reset:   time.UnixMilli((idx + 1) * w),
-		Allowed: n <= l.Count,
+	member := c.zaddArgs[5].(string)
+	granted := k
+	if n > l.Count {
+		granted = max(l.Count-(n-k), 0)
+		giveBack(ctx, s.client, e.counter, member, k-granted)
 	}
-	if st.Allowed {
-		st.Remaining = l.Count - n
-	} else {
-		s.uncount(ctx, c)
+	if granted == 0 {
+		st.Allowed = false
+		return e.tok, st, true, nil
 	}
+	st.Remaining = gs.add(s.watch, l.Count, w, idx, k, n, granted, now, e.counter, member)
 	return e.tok, st, true, nil
 }
 
@@ -168,13 +207,6 @@ func replyCount(cmd *redis.Cmd) (int64, error) {
 		return int64(f), err
 	}
 	return 0, errReply(v)
-}
-
-// uncount takes back the count c made. Its error is not the caller's: the
-// caller's answer is already decided, and a count left standing only
-// spends one request of the budget.
-func (s *Store) uncount(ctx context.Context, c checkCall) {
-	_ = s.client.Do(ctx, "zadd", c.zaddArgs[1], "xx", "incr", -1, c.zaddArgs[5]).Err()
 }
 
 // counterMember names a budget window's member of the grant's counter
@@ -200,10 +232,16 @@ func (s *Store) Refund(ctx context.Context, grantID string, l store.Limit) (bool
 		return false, nil
 	}
 	w := l.Window.Milliseconds()
-	member := counterMember("", w, store.WindowIndex(s.nowMillis(), w))
+	idx := store.WindowIndex(s.nowMillis(), w)
+	member := counterMember("", w, idx)
 	n, err := s.scripts.refund.Run(ctx, s.client, []string{s.k().counter(grantID)}, member, l.Count).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redis refund: %w", err)
+	}
+	if n == 1 {
+		if gs := s.watch.state(grantID); gs != nil {
+			gs.refunded(l.Count, w, idx)
+		}
 	}
 	return n == 1, nil
 }

@@ -396,11 +396,18 @@ func TestAuthBatchStress(t *testing.T) {
 			}
 			wg.Wait()
 			idle(t, b)
+			f.s.watch.sweep(t.Context(), -1) // the units still held go back
 			n := windowCount(t, f, l)
 			// A call may be counted and still miss its deadline, so the
-			// count lies between the calls answered and the calls made.
-			if n < ok.Load() || n > ok.Load()+cancelled.Load() {
-				t.Errorf("count %d, want between %d answered and %d made", n, ok.Load(), ok.Load()+cancelled.Load())
+			// count lies between the calls answered and the calls made;
+			// with leases (lease.go) a caller that gave up while taking
+			// one may leave its lease's units counted and unused.
+			most := ok.Load() + cancelled.Load()
+			if remember {
+				most = ok.Load() + cancelled.Load()*leaseMax
+			}
+			if n < ok.Load() || n > most {
+				t.Errorf("count %d, want between %d answered and %d", n, ok.Load(), most)
 			}
 			if ok.Load()+cancelled.Load() != workers*calls {
 				t.Errorf("%d answered + %d cancelled, want %d", ok.Load(), cancelled.Load(), workers*calls)

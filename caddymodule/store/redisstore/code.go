@@ -62,6 +62,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 		}
 	case []any:
 		if err := replayed(v); err != nil {
+			s.revokedEverywhere(ctx, grantID)
 			return store.Code{}, err
 		}
 	}
@@ -84,6 +85,7 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 	if err != nil {
 		return fmt.Errorf("redis issue tokens: %w", err)
 	}
+	s.changed(grantID)
 	switch v := res.(type) {
 	case int64:
 		switch v {
@@ -94,6 +96,7 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 		}
 	case []any:
 		if err := replayed(v); err != nil {
+			s.revokedEverywhere(ctx, grantID)
 			return err
 		}
 	}

@@ -54,6 +54,7 @@ func (s *Store) SaveGrant(ctx context.Context, g store.Grant, ttl time.Duration)
 	if err != nil {
 		return fmt.Errorf("redis save grant: %w", err)
 	}
+	s.changed(g.ID)
 	switch v := res.(type) {
 	case string:
 		if err := s.index(ctx, g.Subject, g.ID, v); err != nil {
@@ -128,6 +129,7 @@ func (s *Store) revoked(ctx context.Context, grantID string, res any) (store.Gra
 		return store.Grant{}, err
 	}
 	nonce, _ := fields[len(grantFields)].(string)
+	s.revokedEverywhere(ctx, grantID)
 	s.unindex(ctx, g.Subject, g.ID, nonce)
 	return g, nil
 }

@@ -33,6 +33,7 @@ type Store struct {
 	keys    keyspace     // the key prefix, "" for the default (keys.go)
 	auth    *authBatcher // batches concurrent Authenticate calls (batch.go)
 	tokens  *tokenCache  // access tokens Authenticate remembers (tokencache.go)
+	watch   *watcher     // liveness and budget this gateway vouches for (watch.go)
 }
 
 // New returns a Store for a redis:// or rediss:// URL, e.g.
@@ -61,7 +62,23 @@ func NewFromClient(c redis.UniversalClient, now func() time.Time) *Store {
 	s := &Store{client: c, now: now, scripts: newScripts()}
 	s.auth = newAuthBatcher(c, s.scripts.authenticate)
 	s.tokens = newTokenCache()
+	s.watch = newWatcher(c, s.nowMillis)
 	return s
+}
+
+// channel is the invalidation channel of the store's keyspace (watch.go;
+// inval in luaPrelude).
+func (s *Store) channel() string { return string(s.k()) + "inval" }
+
+// changed is called after a script that may have replaced a pair of the
+// grant: this gateway stops vouching for it at once (the script's message
+// tells the others).
+func (s *Store) changed(grantID string) { s.watch.invalidate(grantID) }
+
+// revokedEverywhere is called after a script revoked the grant: it returns
+// once no gateway vouches for it any more (watch.go, announce).
+func (s *Store) revokedEverywhere(ctx context.Context, grantID string) {
+	s.watch.announce(ctx, s.channel(), grantID)
 }
 
 // parseURL turns a URL into universal options. Only the TCP schemes are
@@ -120,8 +137,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the client when the Store created it.
+// Close ends the store's subscription, gives back the budget it holds,
+// and releases the client when the Store created it.
 func (s *Store) Close() error {
+	s.watch.stop()
 	if !s.owned {
 		return nil
 	}

@@ -103,10 +103,17 @@ local function extend(gkey, gexp, exp, now)
   end
   gc(gkey, gexp, now)
 end
+-- inval tells every gateway that the pairs of the grant whose hash is
+-- gkey changed (watch.go): PUBLISH <key prefix>inval <grant id>.
+local function inval(gkey)
+  local p, id = string.match(gkey, '^([^{]*){(.*)}:grant$')
+  redis.call('PUBLISH', p .. 'inval', id)
+end
 -- revoke deletes the grant, with its pair and rotation ring, and its
 -- counter. Pending codes are left to their TTL: the nonce makes them dead.
 local function revoke(gkey, ckey)
   redis.call('DEL', gkey, ckey)
+  inval(gkey)
 end
 local PAIRS = 4 -- pairSlots
 -- sfx is pair slot k's field suffix: slot 0 has none, so a grant with one
@@ -145,6 +152,7 @@ end
 -- returns the later of the two expiries.
 local function putpair(gkey, k, a, i)
   local s = sfx(k)
+  inval(gkey) -- the pair in slot k, if any, dies
   redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
   if tonumber(a[i + 3]) > 0 then
     redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])
@@ -238,6 +246,7 @@ if gexp and gexp > now then
   extend(grant_key, gexp, exp, now)
   return g[6] or ''
 end
+if gexp then inval(grant_key) end
 redis.call('DEL', grant_key)
 redis.call('HSET', grant_key, 'cid', client, 'sub', subject,
   'scp', scopes, 'c', created, 'u', used, 'exp', exp, 'n', nonce)

@@ -64,6 +64,7 @@ func (s *Store) Rotate(ctx context.Context, grantID, oldRefresh string, p store.
 	if err != nil {
 		return fmt.Errorf("redis rotate: %w", err)
 	}
+	s.changed(grantID)
 	switch n {
 	case resOK:
 		return nil

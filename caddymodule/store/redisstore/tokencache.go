@@ -14,12 +14,10 @@ import (
 // (client, subject, scopes, expiry, budget, pair slot) never changes while
 // the token lives: a pair is written whole and replaced whole. So once
 // the script has vouched for a token, the gateway keeps that record in
-// process, and later calls only ask Redis whether the token is still its
-// slot's and the grant still live, and count the call (checkRemembered):
-// one HMGET and one ZADD XX INCR, about a third of the script's Redis CPU,
-// and no record to encode in Redis or decode here. Liveness is still
-// asked of Redis on every call, so a revocation or rotation on any
-// instance is refused on the very next request, as before.
+// process. Later calls need Redis only when the gateway cannot vouch for
+// the grant's liveness itself (watch.go) or holds none of its budget
+// (lease.go); that check is one HMGET of the token's slot and, to take
+// budget, one ZADD XX INCR (checkRemembered).
 //
 // Only tokens the script accepted are remembered, so a caller cannot make
 // the cache grow with forged tokens; it is also bounded (tokenCacheMax),
@@ -37,12 +35,14 @@ const tokenCacheMax = 1 << 16
 // of the truth.
 const recheckEvery = int64(store.LastUsedGranularity/time.Millisecond) / 2
 
-// remembered is one token the script accepted. Only zadd is ever modified
-// (atomically), so readers need no lock; Token's slices and the argument
-// slices are shared and read-only.
+// remembered is one token the script accepted. Only zadd and gs are ever
+// modified (atomically), so readers need no lock; Token's slices and the
+// argument slices are shared and read-only.
 type remembered struct {
 	tok     store.Token
-	checked int64 // when the script last vouched for it (ms)
+	grant   string
+	checked int64                      // when the script last vouched for it (ms)
+	gs      atomic.Pointer[grantState] // its grant's liveness and lease (watch.go)
 	// The check's commands' arguments, built once: HMGET of the grant
 	// hash's field of the token's slot (a, a1, a2 or a3) and exp; and
 	// ZADD XX INCR of the current window's member (zaddArgs, rebuilt once
@@ -61,28 +61,34 @@ type zaddArgs struct {
 // remember makes the entry of a token the script found in slot s ("",
 // "1", "2", "3") of the grant whose keys are keys; ok is false for a slot
 // this code does not know.
-func remember(t store.Token, keys []string, slot string, now int64) (e *remembered, ok bool) {
+func remember(t store.Token, grantID string, keys []string, slot string, now int64) (e *remembered, ok bool) {
 	field, ok := slotField(slot)
 	if !ok {
 		return nil, false
 	}
 	return &remembered{
 		tok:       t,
+		grant:     grantID,
 		checked:   now,
 		hmgetArgs: []any{"hmget", keys[0], field, "exp"},
 		counter:   keys[1],
 	}, true
 }
 
-// zaddArgs returns the arguments that count a call in window idx of
-// length w ms.
-func (e *remembered) zaddArgs(w, idx int64) []any {
-	if z := e.zadd.Load(); z != nil && z.w == w && z.idx == idx {
+// zaddArgs returns the arguments that count k calls in window idx of
+// length w ms; those of k = 1 are built once per window.
+func (e *remembered) zaddArgs(w, idx, k int64) []any {
+	z := e.zadd.Load()
+	if z == nil || z.w != w || z.idx != idx {
+		z = &zaddArgs{w: w, idx: idx, args: []any{"zadd", e.counter, "xx", "incr", int64(1), counterMember("c", w, idx)}}
+		e.zadd.Store(z)
+	}
+	if k == 1 {
 		return z.args
 	}
-	z := &zaddArgs{w: w, idx: idx, args: []any{"zadd", e.counter, "xx", "incr", 1, counterMember("c", w, idx)}}
-	e.zadd.Store(z)
-	return z.args
+	a := append([]any(nil), z.args...)
+	a[4] = k
+	return a
 }
 
 // tokenCache is the remembered tokens of one Store. A nil *tokenCache

@@ -39,7 +39,7 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 func (r *roundTrips) add(s string) {
-	if s == "hello" || strings.HasPrefix(s, "client") {
+	if strings.HasPrefix(s, "hello") || strings.HasPrefix(s, "client") {
 		return // a new connection's handshake
 	}
 	r.mu.Lock()
@@ -59,6 +59,7 @@ func (r *roundTrips) take() string {
 func remembering(t *testing.T, url string) (*fixture, *roundTrips) {
 	f := newFixture(t, url)
 	f.s.tokens = newTokenCache()
+	f.s.watch.start(f.s.channel())
 	rt := &roundTrips{}
 	f.c.AddHook(rt)
 	return f, rt
@@ -75,31 +76,69 @@ func wantAuth(t *testing.T, f *fixture, l store.Limit, allowed bool, remaining i
 	}
 }
 
-// TestRememberedTokenIsOneSmallRoundTrip: after the script has vouched for
-// a token once, a call is one pipeline of HMGET and ZADD, sharing the
-// script's count.
-func TestRememberedTokenIsOneSmallRoundTrip(t *testing.T) {
+// subscribed starts s's subscription (watch.go) if need be and waits
+// until it is up and answering pings, so that what it confirms next is
+// vouched for.
+func subscribed(t *testing.T, s *Store) {
+	t.Helper()
+	w := s.watch
+	w.start(s.channel())
+	deadline := time.Now().Add(10 * time.Second)
+	for w.gen.Load() == 0 || int64(time.Since(w.base)) >= w.fresh.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the invalidation subscription did not come up")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRememberedTokenCostsNoRoundTrip: after the script has vouched for a
+// token once and a check in Redis has confirmed it under the
+// subscription, calls without a budget cost no round trip at all, and
+// calls with one cost a round trip only to take a lease, whose size
+// doubles while the calls keep coming; X-RateLimit-Remaining still goes
+// down by exactly one per call, and every unit not used goes back.
+func TestRememberedTokenCostsNoRoundTrip(t *testing.T) {
 	f, rt := remembering(t, storetest.StartRedis(t))
-	l := store.Limit{Count: 10, Window: time.Minute} // the fixture already counted 1
-	wantAuth(t, f, l, true, 8)
+	l := store.Limit{Count: 10_000, Window: time.Minute} // the fixture already counted 1
+	wantAuth(t, f, l, true, 9998)
 	if got := rt.take(); got != "evalsha" {
 		t.Fatalf("first call: round trips %q, want the script", got)
 	}
-	wantAuth(t, f, l, true, 7)
-	wantAuth(t, f, l, true, 6)
-	if got := rt.take(); got != "hmget+zadd hmget+zadd" {
-		t.Errorf("remembered calls: round trips %q, want one HMGET+ZADD pipeline each", got)
+	subscribed(t, f.s)
+	remaining := int64(9997)
+	for range 31 {
+		wantAuth(t, f, l, true, remaining)
+		remaining--
 	}
-	if n := windowCount(t, f, l); n != 4 {
-		t.Errorf("count %d, want 4", n)
+	// Leases of 1, 2, 4, 8 and 16 units (the clock stands still, so each
+	// is used up "at once" and the next doubles).
+	if got := rt.take(); got != strings.TrimSpace(strings.Repeat("hmget+zadd ", 5)) {
+		t.Errorf("31 calls: round trips %q, want 5 leases", got)
 	}
-	rt.take()
-	// Without a budget nothing is counted: the HMGET alone.
-	if _, st, err := f.s.Authenticate(t.Context(), f.id, f.access.Digest, store.Limit{}); err != nil || !st.Allowed {
-		t.Fatalf("unlimited: %+v, %v", st, err)
+	if n := windowCount(t, f, l); n != 2+31 {
+		t.Errorf("count %d, want %d: every unit taken was used", n, 2+31)
 	}
-	if got := rt.take(); got != "hmget" {
-		t.Errorf("unlimited remembered call: round trips %q, want one HMGET", got)
+	rt.take() // the ZSCORE above
+	// Without a budget nothing is counted, and the grant is vouched for.
+	for range 10 {
+		if _, st, err := f.s.Authenticate(t.Context(), f.id, f.access.Digest, store.Limit{}); err != nil || !st.Allowed {
+			t.Fatalf("unlimited: %+v, %v", st, err)
+		}
+	}
+	if got := rt.take(); got != "" {
+		t.Errorf("unlimited remembered calls: round trips %q, want none", got)
+	}
+	// A lease of 32 is taken and 1 unit of it used; the rest goes back
+	// once it has been idle for leaseIdle.
+	wantAuth(t, f, l, true, remaining)
+	if n := windowCount(t, f, l); n != 2+32+31 {
+		t.Fatalf("count %d, want %d with a lease of 32 held", n, 2+32+31)
+	}
+	f.clk.Advance(leaseIdle * time.Millisecond)
+	f.s.watch.sweep(t.Context(), leaseIdle)
+	if n := windowCount(t, f, l); n != 2+32 {
+		t.Errorf("count %d after the idle lease went back, want %d", n, 2+32)
 	}
 }
 

@@ -1,0 +1,219 @@
+package redisstore
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+)
+
+// Budget leases (docs/architecture.md, "The API hot path").
+//
+// A grant's budget is one counter in Redis, shared by every instance. A
+// gateway that sees a grant call often takes several requests of it at
+// once (one ZADD XX INCR k) and lets them through locally, so most calls
+// cost no round trip. The count in Redis is never less than what was let
+// through, so the budget can never be overspent, whatever the number of
+// instances. What a lease may cost instead is budget taken and not used:
+//
+//   - A lease is sized for about leaseGrow of the grant's own traffic on
+//     this gateway: it starts at 1 and doubles only while each lease is
+//     used up within leaseGrow of the last (halving when one lasted
+//     longer than leaseShrink), up to leaseMax.
+//   - It never takes more than 1/leaseShare of what the budget had left,
+//     so the last requests of a budget are counted one by one, exactly as
+//     without leases: a budget of a few hundred is never leased in bulk.
+//   - Units unused for leaseIdle go back to Redis (sweep), and those held
+//     when the budget's window ends simply end with it.
+//   - A lease taken past the limit gives back what it could not have had
+//     at once, so the count rests at the limit, as the script's does.
+//
+// X-RateLimit-Remaining is computed from what this gateway has seen: exact
+// with one instance, and, with several, lower by what the others have
+// used since this one last asked Redis.
+
+const (
+	leaseMax    = 512  // the most units one lease takes
+	leaseGrow   = 20   // ms: a lease used up sooner than this doubles the next
+	leaseShrink = 200  // ms: one that lasted longer than this halves the next
+	leaseIdle   = 1000 // ms: units unused this long go back to Redis
+	leaseShare  = 16   // a lease takes at most 1/leaseShare of what is left
+)
+
+// lease is the units of one budget window a gateway holds for a grant.
+type lease struct {
+	limit, w, idx   int64
+	counter, member string // the grant's counter key and the window's count member
+	left            atomic.Int64
+	top             atomic.Int64 // the window's count in Redis as last seen, less what went back
+	size            atomic.Int64 // the last lease's size
+	took            atomic.Int64 // when it was taken (ms)
+	swept           atomic.Bool  // in the watcher's leased set
+}
+
+func (l *lease) is(limit, w, idx int64) bool {
+	return l != nil && l.limit == limit && l.w == w && l.idx == idx
+}
+
+// take lets one call through on a unit held, and returns what is left of
+// the budget after it.
+func (gs *grantState) take(limit, w, idx int64) (remaining int64, ok bool) {
+	if gs == nil {
+		return 0, false
+	}
+	l := gs.lease.Load()
+	if !l.is(limit, w, idx) || l.left.Load() <= 0 {
+		return 0, false
+	}
+	n := l.left.Add(-1)
+	if n < 0 {
+		l.left.Add(1)
+		return 0, false
+	}
+	return max(limit-(l.top.Load()-n), 0), true
+}
+
+// fillOrWait makes the caller the one that takes the grant's next lease,
+// or has it wait for the lease being taken: one round trip per grant at a
+// time, so that concurrent calls do not each take units the others then
+// leave unused (which could refuse calls the budget still had room for).
+// The one that fills gets end, to call once its lease is added, and the
+// number of calls that waited for the last lease, to size this one.
+func (gs *grantState) fillOrWait(ctx context.Context) (end func(), waiting int64, err error) {
+	gs.mu.Lock()
+	if ch := gs.filling; ch != nil {
+		gs.waiting++
+		gs.mu.Unlock()
+		select {
+		case <-ch:
+			return nil, 0, nil
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	ch := make(chan struct{})
+	gs.filling = ch
+	waiting = gs.waiting
+	gs.waiting = 0
+	gs.mu.Unlock()
+	return func() {
+		gs.mu.Lock()
+		gs.filling = nil
+		close(ch)
+		gs.mu.Unlock()
+	}, waiting, nil
+}
+
+// nextSize is how many units the next lease of the window takes, for
+// waiting calls besides the usual.
+func (gs *grantState) nextSize(limit, w, idx, now, waiting int64) int64 {
+	if gs == nil {
+		return 1
+	}
+	size, top := int64(1), int64(0)
+	if l := gs.lease.Load(); l.is(limit, w, idx) {
+		size, top = l.size.Load(), l.top.Load()
+		switch since := now - l.took.Load(); {
+		case since < leaseGrow:
+			size *= 2
+		case since > leaseShrink:
+			size /= 2
+		}
+	}
+	size = min(max(size, 1)+waiting, leaseMax, (limit-top)/leaseShare)
+	return max(size, 1)
+}
+
+// add records a lease of k units that brought the window's count in Redis
+// to n, of which granted are the caller's (one for its own call) and the
+// rest went back; it returns what is left of the budget after the call.
+func (gs *grantState) add(w *watcher, limit, win, idx, k, n, granted, now int64, counter, member string) int64 {
+	top := n - (k - granted)
+	for {
+		l := gs.lease.Load()
+		if l.is(limit, win, idx) {
+			l.left.Add(granted - 1)
+			for t := l.top.Load(); top > t && !l.top.CompareAndSwap(t, top); t = l.top.Load() {
+			}
+			l.size.Store(k)
+			l.took.Store(now)
+			w.hold(l)
+			return max(limit-(l.top.Load()-l.left.Load()), 0)
+		}
+		nl := &lease{limit: limit, w: win, idx: idx, counter: counter, member: member}
+		nl.left.Store(granted - 1)
+		nl.top.Store(top)
+		nl.size.Store(k)
+		nl.took.Store(now)
+		if gs.lease.CompareAndSwap(l, nl) {
+			w.hold(nl)
+			return max(limit-top+granted-1, 0)
+		}
+	}
+}
+
+// refunded notes that Redis took one request back from the window's count.
+func (gs *grantState) refunded(limit, w, idx int64) {
+	if l := gs.lease.Load(); l.is(limit, w, idx) {
+		l.top.Add(-1)
+	}
+}
+
+// hold puts a lease holding units in the set sweep looks at.
+func (w *watcher) hold(l *lease) {
+	if l.left.Load() <= 0 || l.swept.Load() {
+		return
+	}
+	w.leaseMu.Lock()
+	if !l.swept.Load() {
+		l.swept.Store(true)
+		w.leased[l] = struct{}{}
+	}
+	w.leaseMu.Unlock()
+}
+
+// sweep gives back the units of leases taken idle ms ago or more (all of
+// them when idle is negative), in one pipeline, while their window lasts.
+func (w *watcher) sweep(ctx context.Context, idle int64) {
+	now := w.now()
+	var back []*lease
+	var units []int64
+	w.leaseMu.Lock()
+	for l := range w.leased {
+		if idle >= 0 && now-l.took.Load() < idle {
+			continue
+		}
+		delete(w.leased, l)
+		l.swept.Store(false)
+		for v := l.left.Load(); v > 0; v = l.left.Load() {
+			if l.left.CompareAndSwap(v, 0) {
+				if store.WindowIndex(now, l.w) == l.idx {
+					back = append(back, l)
+					units = append(units, v)
+				}
+				break
+			}
+		}
+	}
+	w.leaseMu.Unlock()
+	if len(back) == 0 {
+		return
+	}
+	pipe := w.client.Pipeline()
+	for i, l := range back {
+		pipe.Do(ctx, "zadd", l.counter, "xx", "incr", -units[i], l.member)
+		l.top.Add(-units[i])
+	}
+	_, _ = pipe.Exec(ctx) // units not given back only end with their window
+}
+
+// giveBack takes v requests back from a window's count (ZADD XX INCR -v:
+// never creating it). Its error is not the caller's: the caller's answer
+// is decided, and a count left standing only spends budget.
+func giveBack(ctx context.Context, c redis.UniversalClient, counter, member string, v int64) {
+	if v > 0 {
+		_ = c.Do(ctx, "zadd", counter, "xx", "incr", -v, member).Err()
+	}
+}

@@ -1,0 +1,306 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/caddymodule/store"
+	"github.com/tollgate/tollgate/caddymodule/store/storetest"
+)
+
+// instance is one gateway's Store over its own client, as each gateway
+// process has.
+func instance(t *testing.T, newClient func() redis.UniversalClient, clk *storetest.Clock) (*Store, *roundTrips) {
+	t.Helper()
+	c := newClient()
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	s := NewFromClient(c, clk.Now)
+	t.Cleanup(func() {
+		_ = s.Close()
+		_ = c.Close()
+	})
+	return s, rt
+}
+
+// singleClient makes clients of the Redis at url, bounded by their
+// callers' deadlines as the gateway's are.
+func singleClient(t *testing.T, url string) func() redis.UniversalClient {
+	return func() redis.UniversalClient {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.ContextTimeoutEnabled = true
+		return redis.NewClient(o)
+	}
+}
+
+// signedIn makes a grant with one pair through s and returns its id, the
+// code and the pair's tokens.
+func signedIn(t *testing.T, s *Store, clk *storetest.Clock) (id, code string, p store.Pair) {
+	t.Helper()
+	ctx := t.Context()
+	id = "g" + storetest.Random()
+	code = "code" + storetest.Random()
+	if err := s.SaveGrant(ctx, store.Grant{ID: id, ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	if err := s.SaveCode(ctx, id, code, store.Code{ClientID: "app", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConsumeCode(ctx, id, code); err != nil {
+		t.Fatal(err)
+	}
+	p = store.Pair{
+		Access:  store.Token{Digest: "at" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(time.Hour)},
+		Refresh: store.Token{Digest: "rt" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(24 * time.Hour)},
+	}
+	if err := s.IssueTokens(ctx, id, code, p); err != nil {
+		t.Fatal(err)
+	}
+	return id, code, p
+}
+
+// vouched uses the token on s until s lets it through with no round trip,
+// as a gateway does for a token in use.
+func vouched(t *testing.T, s *Store, rt *roundTrips, id, digest string) {
+	t.Helper()
+	subscribed(t, s)
+	for range 3 {
+		if _, _, err := s.Authenticate(t.Context(), id, digest, store.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.take()
+	if _, _, err := s.Authenticate(t.Context(), id, digest, store.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.take(); got != "" {
+		t.Fatalf("a token in use still costs round trips %q", got)
+	}
+}
+
+// TestRevocationIsRefusedEverywhereAtOnce: a grant revoked on one gateway
+// (a user disconnecting the app, a replayed code, a refresh token reused)
+// is refused on the very next call to any other gateway, even one that
+// was letting the token through without asking Redis. The revocation only
+// returns once every subscribed gateway has applied it, so this holds
+// every time, on a single Redis and on a Cluster. A rotation, which is not
+// a revocation, reaches the other gateways as soon as its message does.
+func TestRevocationIsRefusedEverywhereAtOnce(t *testing.T) {
+	single := storetest.StartRedis(t)
+	cluster := storetest.StartRedisCluster(t)
+	topologies := map[string]func() redis.UniversalClient{
+		"single": singleClient(t, single),
+		"cluster": func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster, ContextTimeoutEnabled: true}) },
+	}
+	// Each revocation gets the grant with its code and pair, does what
+	// comes before it, and returns the access token that is live until it
+	// revokes.
+	type revocation struct {
+		before func(t *testing.T, s *Store, clk *storetest.Clock, id string, p store.Pair) string
+		revoke func(t *testing.T, s *Store, id, code string, p store.Pair)
+	}
+	current := func(_ *testing.T, _ *Store, _ *storetest.Clock, _ string, p store.Pair) string {
+		return p.Access.Digest
+	}
+	revocations := map[string]revocation{
+		"disconnect": {current, func(t *testing.T, s *Store, id, _ string, _ store.Pair) {
+			if _, err := s.RevokeGrant(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		"code replayed": {current, func(t *testing.T, s *Store, id, code string, _ store.Pair) {
+			if _, err := s.ConsumeCode(t.Context(), id, code); !errors.Is(err, store.ErrCodeReplayed) {
+				t.Fatalf("replay: %v", err)
+			}
+		}},
+		"refresh token reused": {func(t *testing.T, s *Store, clk *storetest.Clock, id string, p store.Pair) string {
+			next := p
+			next.Access.Digest, next.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
+			if err := s.Rotate(t.Context(), id, p.Refresh.Digest, next); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(time.Minute) // past the race grace
+			return next.Access.Digest
+		}, func(t *testing.T, s *Store, id, _ string, p store.Pair) {
+			if _, err := s.CheckReuse(t.Context(), id, p.Refresh.Digest, 10*time.Second); !errors.Is(err, store.ErrRefreshReused) {
+				t.Fatalf("reuse: %v", err)
+			}
+		}},
+	}
+	for topo, newClient := range topologies {
+		t.Run(topo, func(t *testing.T) {
+			clk := storetest.NewClock()
+			a, _ := instance(t, newClient, clk)
+			b, rtb := instance(t, newClient, clk)
+			c, rtc := instance(t, newClient, clk)
+			for name, r := range revocations {
+				t.Run(name, func(t *testing.T) {
+					for i := range 10 {
+						id, code, p := signedIn(t, a, clk)
+						live := r.before(t, a, clk, id, p)
+						vouched(t, b, rtb, id, live)
+						vouched(t, c, rtc, id, live)
+						r.revoke(t, a, id, code, p)
+						for _, s := range []*Store{b, c} {
+							if _, _, err := s.Authenticate(t.Context(), id, live, store.Limit{}); !errors.Is(err, store.ErrNotFound) {
+								t.Fatalf("round %d: the next call after the revocation: %v, want ErrNotFound", i, err)
+							}
+						}
+					}
+				})
+			}
+			t.Run("rotated", func(t *testing.T) {
+				id, _, p := signedIn(t, a, clk)
+				vouched(t, b, rtb, id, p.Access.Digest)
+				next := p
+				next.Access.Digest, next.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
+				if err := a.Rotate(t.Context(), id, p.Refresh.Digest, next); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(watchFresh)
+				for {
+					_, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{})
+					if errors.Is(err, store.ErrNotFound) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the rotated-out token still passes %v after the rotation: %v", watchFresh, err)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			})
+		})
+	}
+}
+
+// TestLostSubscriptionVouchesForNothing: when the subscription breaks,
+// every grant vouched for under it needs Redis again, even after the
+// gateway has subscribed anew (messages sent meanwhile are lost).
+func TestLostSubscriptionVouchesForNothing(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	newClient := singleClient(t, url)
+	a, _ := instance(t, newClient, clk)
+	b, rt := instance(t, newClient, clk)
+	id, _, p := signedIn(t, a, clk)
+	vouched(t, b, rt, id, p.Access.Digest)
+	gen := b.watch.gen.Load()
+	admin := newClient()
+	defer admin.Close()
+	if err := admin.Do(t.Context(), "client", "kill", "type", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g := b.watch.gen.Load(); g == 0 || g == gen; g = b.watch.gen.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription did not come back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rt.take()
+	if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.take(); got != "hmget" {
+		t.Errorf("first call after the subscription came back: round trips %q, want the HMGET that vouches again", got)
+	}
+}
+
+// TestSilentSubscriptionStopsVouching: a subscription that stops
+// answering (here: Redis paused, as a partition would look) vouches for
+// nothing once watchFresh has passed since its last answered ping, so the
+// gateway asks Redis, and a call fails rather than pass unchecked.
+func TestSilentSubscriptionStopsVouching(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	newClient := singleClient(t, url)
+	b, rt := instance(t, newClient, clk)
+	id, _, p := signedIn(t, b, clk)
+	vouched(t, b, rt, id, p.Access.Digest)
+	admin := newClient()
+	defer admin.Close()
+	pause := watchFresh + watchFresh/2
+	if err := admin.Do(t.Context(), "client", "pause", pause.Milliseconds(), "all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(watchFresh + watchPing)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	rt.take()
+	_, _, err := b.Authenticate(ctx, id, p.Access.Digest, store.Limit{})
+	if got := rt.take(); got != "hmget" {
+		t.Errorf("round trips %q, want the HMGET that asks Redis", got)
+	}
+	if err == nil {
+		t.Fatalf("a call %v into a silent subscription was let through without Redis", watchFresh+watchPing)
+	}
+	time.Sleep(pause)
+	if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
+		t.Fatalf("after Redis answers again: %v", err)
+	}
+}
+
+// TestLeasesNeverOverspend: several gateways hammering one grant's budget
+// let through exactly the budget between them, however the leases fall,
+// and each gets its share while the others are idle.
+func TestLeasesNeverOverspend(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	newClient := singleClient(t, url)
+	var gws []*Store
+	for range 3 {
+		s, _ := instance(t, newClient, clk)
+		gws = append(gws, s)
+	}
+	id, _, p := signedIn(t, gws[0], clk)
+	const budget = 2000
+	l := store.Limit{Count: budget, Window: time.Hour}
+	allowed := make(chan int, 3)
+	for i, s := range gws {
+		go func() {
+			n := 0
+			for j := 0; j < budget; j++ {
+				_, st, err := s.Authenticate(t.Context(), id, p.Access.Digest, l)
+				if err != nil {
+					t.Errorf("gateway %d: %v", i, err)
+					break
+				}
+				if st.Allowed {
+					n++
+				}
+			}
+			allowed <- n
+		}()
+	}
+	total := 0
+	for range gws {
+		total += <-allowed
+	}
+	// Units still held by one gateway when the others ran dry go back
+	// when idle; until then they are the budget the others missed.
+	clk.Advance(leaseIdle * time.Millisecond)
+	for _, s := range gws {
+		s.watch.sweep(t.Context(), leaseIdle)
+	}
+	var n int64
+	ms := counterMember("c", l.Window.Milliseconds(), store.WindowIndex(clk.Now().UnixMilli(), l.Window.Milliseconds()))
+	score, err := gws[0].client.ZScore(t.Context(), defaultKeys.counter(id), ms).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = int64(score)
+	if total > budget || n != int64(total) {
+		t.Errorf("%d calls let through and %d counted, want the same and at most %d", total, n, budget)
+	}
+	if total < budget-3*leaseMax/leaseShare {
+		t.Errorf("%d calls let through of a budget of %d", total, budget)
+	}
+}
