@@ -20,11 +20,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
 	"github.com/tollgate/tollgate/caddymodule/store/storetest"
@@ -226,6 +228,65 @@ func TestInstancesSeeRevocationAtOnce(t *testing.T) {
 	wantDead(t, cc, tok)
 	wantRefused(t, a, tok.AccessToken)
 	wantNoApp(t, br.at(a).connections())
+}
+
+// TestInstancesRefuseWhatTheyVouchedFor: an instance that lets a token
+// through without asking Redis (it remembers the token and hears every
+// change of its grant on a subscription) refuses it on the very next
+// request after another instance revoked it, every time, whichever
+// instance revokes.
+//
+// README: "revocation is instant"; docs/architecture.md, "The API hot
+// path".
+func TestInstancesRefuseWhatTheyVouchedFor(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, gatewayConfig{})
+	opt, err := redis.ParseURL(c.redis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	// calls is what Redis has run of the commands a token check uses.
+	calls := func() int64 {
+		info, err := rc.Info(t.Context(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, line := range strings.Split(info, "\n") {
+			for _, cmd := range []string{"cmdstat_hmget:", "cmdstat_evalsha:", "cmdstat_zadd:"} {
+				if rest, ok := strings.CutPrefix(line, cmd+"calls="); ok {
+					v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+					n += v
+				}
+			}
+		}
+		return n
+	}
+	for round := range 6 {
+		tok, _ := obtainTokens(t, c.gws[0], allScopes...)
+		// Warm every instance until a request costs Redis nothing.
+		for _, gw := range c.gws {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				before := calls()
+				wantAPIUser(t, gw.call(t, "/v1/me", bearer(tok.AccessToken), nil), "profile")
+				if calls() == before {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: %s still asks Redis for every request of a token in use", round, c.name(gw))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		revoker := c.gws[round%len(c.gws)]
+		wantRevoked(t, revoker.revoke(t, tok.AccessToken))
+		for _, gw := range c.gws {
+			wantChallenge(t, gw.call(t, "/v1/me", bearer(tok.AccessToken), nil).response, http.StatusUnauthorized, "invalid_token", "", tok.AccessToken)
+		}
+	}
 }
 
 // TestInstancesShareOneBudget spends one grant's budget of 30 per hour
