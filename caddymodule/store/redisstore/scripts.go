@@ -104,10 +104,12 @@ local function extend(gkey, gexp, exp, now)
   gc(gkey, gexp, now)
 end
 -- inval tells every gateway that the pairs of the grant whose hash is
--- gkey changed (watch.go): PUBLISH <key prefix>inval <grant id>.
+-- gkey changed (watch.go): PUBLISH <key prefix>inval <grant id>. pcall:
+-- an ACL user without the channel must not fail the write; it cannot
+-- SUBSCRIBE either, so no gateway vouches for anything and all ask Redis.
 local function inval(gkey)
   local p, id = string.match(gkey, '^([^{]*){(.*)}:grant$')
-  redis.call('PUBLISH', p .. 'inval', id)
+  redis.pcall('PUBLISH', p .. 'inval', id)
 end
 -- revoke deletes the grant, with its pair and rotation ring, and its
 -- counter. Pending codes are left to their TTL: the nonce makes them dead.

@@ -84,9 +84,10 @@ type watcher struct {
 	channel string       // set by start
 	base    time.Time    // monotonic origin of fresh
 
-	gen   atomic.Uint64 // the current subscription's generation; 0: not subscribed
-	fresh atomic.Int64  // ns since base until which the subscription is known current
-	seq   atomic.Uint64 // bumped by every invalidation and change of generation
+	gen    atomic.Uint64 // the current subscription's generation; 0: not subscribed
+	denied atomic.Bool   // the ACL user may not use the channel: nothing is vouched for
+	fresh  atomic.Int64  // ns since base until which the subscription is known current
+	seq    atomic.Uint64 // bumped by every invalidation and change of generation
 
 	mu     sync.Mutex
 	gens   uint64
@@ -260,11 +261,13 @@ func (w *watcher) session() {
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchFresh)
 		if err != nil {
+			w.denied.Store(redis.HasErrorPrefix(err, "NOPERM"))
 			return
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == w.channel {
+				w.denied.Store(false)
 				w.subscribed()
 			}
 		case *redis.Pong:
@@ -364,7 +367,7 @@ func (w *watcher) announce(ctx context.Context, channel, grantID string) {
 	w.start(channel)
 	// Acknowledgements reach this gateway through its own subscription:
 	// give a new one a moment to be up.
-	for i := 0; w.gen.Load() == 0 && i < 100 && ctx.Err() == nil; i++ {
+	for i := 0; w.gen.Load() == 0 && !w.denied.Load() && i < 100 && ctx.Err() == nil; i++ {
 		time.Sleep(watchFresh / 100)
 	}
 	var b [8]byte
@@ -382,6 +385,9 @@ func (w *watcher) announce(ctx context.Context, channel, grantID string) {
 	timer := time.NewTimer(watchFresh)
 	defer timer.Stop()
 	n, err := w.publish(ctx, grantID+" "+nonce)
+	if redis.HasErrorPrefix(err, "NOPERM") {
+		return // no gateway can subscribe as this user, so none vouches
+	}
 	if err == nil {
 		w.mu.Lock()
 		a.want = int(n)

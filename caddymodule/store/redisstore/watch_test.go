@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,7 +99,9 @@ func TestRevocationIsRefusedEverywhereAtOnce(t *testing.T) {
 	cluster := storetest.StartRedisCluster(t)
 	topologies := map[string]func() redis.UniversalClient{
 		"single": singleClient(t, single),
-		"cluster": func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster, ContextTimeoutEnabled: true}) },
+		"cluster": func() redis.UniversalClient {
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster, ContextTimeoutEnabled: true})
+		},
 	}
 	// Each revocation gets the grant with its code and pair, does what
 	// comes before it, and returns the access token that is live until it
@@ -302,5 +305,58 @@ func TestLeasesNeverOverspend(t *testing.T) {
 	}
 	if total < budget-3*leaseMax/leaseShare {
 		t.Errorf("%d calls let through of a budget of %d", total, budget)
+	}
+}
+
+// TestUserWithoutTheChannel: a Redis ACL user not allowed the
+// invalidation channel still issues, checks and revokes tokens (the
+// scripts' PUBLISH may fail, the write may not), and its gateways never
+// vouch for a grant: every call asks Redis, and a revocation does not
+// wait for acknowledgements that cannot come.
+func TestUserWithoutTheChannel(t *testing.T) {
+	url := storetest.StartRedis(t)
+	admin := singleClient(t, url)()
+	defer admin.Close()
+	if err := admin.Do(t.Context(), "acl", "setuser", "nochan", "on", ">pw", "~*", "+@all", "resetchannels").Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk := storetest.NewClock()
+	newClient := func() redis.UniversalClient {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Username, o.Password = "nochan", "pw"
+		return redis.NewClient(o)
+	}
+	s, rt := instance(t, newClient, clk)
+	id, _, p := signedIn(t, s, clk)
+	s.watch.start(s.channel())
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.watch.denied.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription was not refused")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rt.take()
+	for range 3 {
+		if _, _, err := s.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (EVALSHA then EVAL when this Redis has not cached the script yet.)
+	if got := strings.ReplaceAll(rt.take(), "evalsha eval", "evalsha"); got != "evalsha hmget hmget" {
+		t.Errorf("round trips %q, want every call to ask Redis", got)
+	}
+	began := time.Now()
+	if _, err := s.RevokeGrant(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d >= watchFresh {
+		t.Errorf("the revocation took %v, waiting for acknowledgements that cannot come", d)
+	}
+	if _, _, err := s.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after the revocation: %v, want ErrNotFound", err)
 	}
 }
