@@ -36,7 +36,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	e := s.tokens.get(accessDigest)
 	if e != nil {
 		if e.tok.ExpiresAt.UnixMilli() <= now {
-			s.tokens.forget(accessDigest, e)
+			s.forgetDead(accessDigest, e)
 			return store.Token{}, store.RateStatus{}, store.ErrNotFound
 		}
 		if now-e.checked < recheckEvery {
@@ -59,10 +59,10 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: %w", err)
 	}
 	arr, ok := res.([]any)
-	if !ok || len(arr) != 5 {
+	if !ok || len(arr) != 6 {
 		if n, isInt := res.(int64); isInt && n == resNotFound {
 			if e != nil {
-				s.tokens.forget(accessDigest, e)
+				s.forgetDead(accessDigest, e)
 			}
 			return store.Token{}, store.RateStatus{}, store.ErrNotFound
 		}
@@ -73,6 +73,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	allowed, _ := arr[2].(int64)
 	reset, _ := arr[3].(int64)
 	slot, _ := arr[4].(string)
+	nonce, _ := arr[5].(string)
 	t, err := decodeToken(accessDigest, rec)
 	if err != nil {
 		return store.Token{}, store.RateStatus{}, fmt.Errorf("redis authenticate: decoding token: %w", err)
@@ -80,7 +81,7 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	if s.tokens != nil {
 		if e, ok := remember(t, grantID, keys, slot, now); ok {
 			s.tokens.put(accessDigest, e, now)
-			s.watch.confirm(e, snap)
+			s.watch.confirm(e, snap, nonce)
 		}
 	}
 	if count < 0 {
@@ -102,94 +103,186 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 }
 
 // checkRemembered decides a call of a remembered token e (tokencache.go):
-// with no round trip when the gateway vouches for the grant's liveness
-// (watch.go) and the call is not counted or a unit of budget is held
-// (lease.go); else with one round trip that checks, as luaAuthenticate
-// would, that the token's slot still holds its digest and its grant is
-// live, and, unless a unit was held, takes a lease of the budget. decided
-// is false when the answer must come from the script: the token is no
-// longer its slot's (the script then says why, and e is forgotten), or
-// this is the first call of a budget window, which only the script opens.
-// Budget taken for a call that is not let through goes back, so the count
-// never rests past the limit, as with the script.
+// with no round trip when the gateway vouches for the token (watch.go)
+// and the call is not counted or a unit of budget is held (lease.go);
+// else with one round trip that checks, as luaAuthenticate would, that
+// the token's slot still holds its digest and its grant is live, and,
+// unless a unit was held, takes a lease of the budget (fill). decided is
+// false when the answer must come from the script: the token is no longer
+// its slot's (the script then says why, and e is forgotten), or this is
+// the first call of a budget window, which only the script opens.
 func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
 	if l.Count == 0 {
 		l = e.tok.Limit
 	}
 	w := l.Window.Milliseconds()
-	counted := l.Count > 0 && w > 0
-	gs := e.gs.Load()
-	st := store.RateStatus{Allowed: true}
-	var idx int64
-	held := !counted
-	if counted {
-		idx = store.WindowIndex(now, w)
-		st = store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * w), Allowed: true}
-		st.Remaining, held = gs.take(l.Count, w, idx)
+	if l.Count <= 0 || w <= 0 { // not counted: liveness only
+		if !s.watch.vouches(e.vouch.Load()) {
+			if live, err := s.recheck(ctx, digest, e, now); err != nil || !live {
+				return store.Token{}, store.RateStatus{}, false, err
+			}
+		}
+		return e.tok, store.RateStatus{Allowed: true}, true, nil
 	}
-	var waiting int64
-	for !held && gs != nil {
-		end, n, err := gs.fillOrWait(ctx)
+	idx := store.WindowIndex(now, w)
+	st := store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * w), Allowed: true}
+	gs := e.gs.Load()
+	for {
+		v := e.vouch.Load()
+		if v == nil {
+			return store.Token{}, store.RateStatus{}, false, nil // found dead meanwhile
+		}
+		rem, r := gs.take(l.Count, w, idx, v.nonce, now)
+		switch {
+		case r == took:
+			st.Remaining = rem
+			if !s.watch.vouches(v) {
+				if live, err := s.recheck(ctx, digest, e, now); err != nil || !live {
+					return store.Token{}, store.RateStatus{}, false, err
+				}
+			}
+			return e.tok, st, true, nil
+		case r == spent && s.watch.vouches(v):
+			st.Allowed = false
+			return e.tok, st, true, nil
+		}
+		end, waiting, err := gs.fillOrWait(ctx)
 		if err != nil {
 			return store.Token{}, store.RateStatus{}, false, err
 		}
-		if end != nil {
-			defer end()
-			waiting = n
-			break
+		if end == nil {
+			continue // a lease was taken meanwhile: try its units
 		}
-		st.Remaining, held = gs.take(l.Count, w, idx)
-	}
-	if held && s.watch.vouches(gs) {
+		k := gs.nextSize(l.Count, w, idx, v.nonce, now, waiting)
+		done := make(chan fillResult, 1)
+		go func() {
+			f := s.fill(ctx, digest, e, l.Count, w, idx, k, now)
+			end() // before the answer: a caller's next call must not wait for this fill
+			done <- f
+		}()
+		var f fillResult
+		select {
+		case f = <-done:
+		case <-ctx.Done():
+			return store.Token{}, store.RateStatus{}, false, ctx.Err()
+		}
+		switch {
+		case f.err != nil:
+			return store.Token{}, store.RateStatus{}, false, f.err
+		case !f.decided:
+			return store.Token{}, store.RateStatus{}, false, nil
+		}
+		st.Allowed, st.Remaining = f.allowed, f.remaining
 		return e.tok, st, true, nil
 	}
+}
+
+// fillResult is what fill found: decided false when the script must
+// answer (the token is dead, or the window unopened).
+type fillResult struct {
+	decided, allowed bool
+	remaining        int64
+	err              error
+}
+
+// fill takes a lease of k units of window idx for e's grant, one of them
+// for the caller's call, in one round trip that also checks e is live. It
+// runs to completion even when its caller gives up (ctx's cancellation is
+// ignored and its deadline extended by watchFresh): units counted in
+// Redis are then held here for the next calls, or given back, never lost.
+func (s *Store) fill(ctx context.Context, digest string, e *remembered, limit, w, idx, k, now int64) fillResult {
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	snap := s.watch.snapshot()
+	c := checkCall{hmgetArgs: e.hmgetArgs, zaddArgs: e.zaddArgs(w, idx, k)}
+	if err := s.authBatcher().check(ctx, &c); err != nil {
+		return fillResult{err: err}
+	}
+	member := c.zaddArgs[5].(string)
+	n, zerr := replyCount(c.z)
+	nonce, live, err := liveReply(c.hm, digest, now)
+	if err != nil || !live {
+		if zerr == nil {
+			giveBack(ctx, s.client, e.counter, member, k)
+		}
+		if err == nil {
+			s.forgetDead(digest, e)
+		}
+		return fillResult{err: err}
+	}
+	gs := s.watch.confirm(e, snap, nonce)
+	if errors.Is(zerr, redis.Nil) {
+		return fillResult{} // the window is not opened: the script opens it
+	}
+	if zerr != nil {
+		return fillResult{err: zerr}
+	}
+	granted := k
+	if n > limit {
+		granted = max(limit-(n-k), 0)
+		giveBack(ctx, s.client, e.counter, member, k-granted)
+	}
+	l0 := &lease{limit: limit, w: w, idx: idx, nonce: nonce, grant: e.hmgetArgs[1].(string), counter: e.counter, member: member}
+	if granted == 0 {
+		gs.markSpent(l0, now)
+		return fillResult{decided: true}
+	}
+	return fillResult{decided: true, allowed: true, remaining: gs.add(s.watch, l0, k, n, granted, now)}
+}
+
+// recheck asks Redis whether e is still live (one HMGET), and vouches for
+// it again if so.
+func (s *Store) recheck(ctx context.Context, digest string, e *remembered, now int64) (bool, error) {
 	snap := s.watch.snapshot()
 	c := checkCall{hmgetArgs: e.hmgetArgs}
-	var k int64
-	if !held {
-		k = gs.nextSize(l.Count, w, idx, now, waiting)
-		c.zaddArgs = e.zaddArgs(w, idx, k)
-	}
 	if err := s.authBatcher().check(ctx, &c); err != nil {
-		return store.Token{}, store.RateStatus{}, false, err
+		return false, err
 	}
-	vals, err := c.hm.Result()
+	nonce, live, err := liveReply(c.hm, digest, now)
 	if err != nil {
-		return store.Token{}, store.RateStatus{}, false, err
+		return false, err
+	}
+	if !live {
+		s.forgetDead(digest, e)
+		return false, nil
+	}
+	s.watch.confirm(e, snap, nonce)
+	return true, nil
+}
+
+// liveReply reads the check's HMGET of a token's slot digest, the grant's
+// expiry and nonce: live when the slot still holds digest and the grant
+// has not expired.
+func liveReply(hm *redis.SliceCmd, digest string, now int64) (nonce string, live bool, err error) {
+	vals, err := hm.Result()
+	if err != nil {
+		return "", false, err
+	}
+	if len(vals) != 3 {
+		return "", false, errReply(vals)
 	}
 	d, _ := vals[0].(string)
 	exp, _ := vals[1].(string)
+	nonce, _ = vals[2].(string)
 	gexp, _ := strconv.ParseInt(exp, 10, 64)
-	if d != digest || gexp <= now {
-		if !held && c.z.Err() == nil {
-			giveBack(ctx, s.client, e.counter, c.zaddArgs[5].(string), k)
-		}
-		s.tokens.forget(digest, e)
-		return store.Token{}, store.RateStatus{}, false, nil
+	return nonce, d == digest && gexp > now, nil
+}
+
+// forgetDead forgets a token Redis found dead; calls already holding its
+// entry stop vouching for it.
+func (s *Store) forgetDead(digest string, e *remembered) {
+	e.vouch.Store(nil)
+	s.tokens.forget(digest, e)
+}
+
+// detach is ctx without its cancellation, with its deadline (if any)
+// extended by watchFresh.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(d, dl.Add(watchFresh))
 	}
-	gs = s.watch.confirm(e, snap)
-	if held {
-		return e.tok, st, true, nil
-	}
-	n, err := replyCount(c.z)
-	if errors.Is(err, redis.Nil) {
-		return store.Token{}, store.RateStatus{}, false, nil
-	}
-	if err != nil {
-		return store.Token{}, store.RateStatus{}, false, err
-	}
-	member := c.zaddArgs[5].(string)
-	granted := k
-	if n > l.Count {
-		granted = max(l.Count-(n-k), 0)
-		giveBack(ctx, s.client, e.counter, member, k-granted)
-	}
-	if granted == 0 {
-		st.Allowed = false
-		return e.tok, st, true, nil
-	}
-	st.Remaining = gs.add(s.watch, l.Count, w, idx, k, n, granted, now, e.counter, member)
-	return e.tok, st, true, nil
+	return context.WithCancel(d)
 }
 
 // replyCount reads the score ZADD INCR answers: a double in RESP3, a bulk

@@ -62,7 +62,7 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 		}
 	case []any:
 		if err := replayed(v); err != nil {
-			s.revokedEverywhere(ctx, grantID)
+			s.revokedEverywhere(grantID)
 			return store.Code{}, err
 		}
 	}
@@ -96,7 +96,7 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 		}
 	case []any:
 		if err := replayed(v); err != nil {
-			s.revokedEverywhere(ctx, grantID)
+			s.revokedEverywhere(grantID)
 			return err
 		}
 	}

@@ -129,8 +129,8 @@ func (s *Store) revoked(ctx context.Context, grantID string, res any) (store.Gra
 		return store.Grant{}, err
 	}
 	nonce, _ := fields[len(grantFields)].(string)
-	s.revokedEverywhere(ctx, grantID)
 	s.unindex(ctx, g.Subject, g.ID, nonce)
+	s.revokedEverywhere(grantID)
 	return g, nil
 }
 

@@ -42,6 +42,9 @@ func (k keyspace) marker(grantID, digest string) string {
 
 func (k keyspace) blob(key string) string { return string(k) + "b:" + key }
 
+// channel is the invalidation channel (watch.go; inval in luaPrelude).
+func (k keyspace) channel() string { return string(k) + "inval" }
+
 // failure is a failure counter's key (failure.go). The key is its own hash
 // tag; what follows the last "}:" is digits, so two different (key,
 // window, index) triples never name the same Redis key.

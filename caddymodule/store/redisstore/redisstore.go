@@ -66,19 +66,18 @@ func NewFromClient(c redis.UniversalClient, now func() time.Time) *Store {
 	return s
 }
 
-// channel is the invalidation channel of the store's keyspace (watch.go;
-// inval in luaPrelude).
-func (s *Store) channel() string { return string(s.k()) + "inval" }
+// channel is the invalidation channel of the store's keyspace.
+func (s *Store) channel() string { return s.k().channel() }
 
 // changed is called after a script that may have replaced a pair of the
 // grant: this gateway stops vouching for it at once (the script's message
 // tells the others).
-func (s *Store) changed(grantID string) { s.watch.invalidate(grantID) }
+func (s *Store) changed(grantID string) { s.watch.invalidate(grantID, false) }
 
 // revokedEverywhere is called after a script revoked the grant: it returns
 // once no gateway vouches for it any more (watch.go, announce).
-func (s *Store) revokedEverywhere(ctx context.Context, grantID string) {
-	s.watch.announce(ctx, s.channel(), grantID)
+func (s *Store) revokedEverywhere(grantID string) {
+	s.watch.announce(s.channel(), grantID)
 }
 
 // parseURL turns a URL into universal options. Only the TCP schemes are

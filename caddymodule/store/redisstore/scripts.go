@@ -104,18 +104,19 @@ local function extend(gkey, gexp, exp, now)
   gc(gkey, gexp, now)
 end
 -- inval tells every gateway that the pairs of the grant whose hash is
--- gkey changed (watch.go): PUBLISH <key prefix>inval <grant id>. pcall:
--- an ACL user without the channel must not fail the write; it cannot
--- SUBSCRIBE either, so no gateway vouches for anything and all ask Redis.
-local function inval(gkey)
+-- gkey changed (watch.go): PUBLISH <key prefix>inval <kind><grant id>,
+-- kind '-' when the grant is revoked. pcall: an ACL user without the
+-- channel must not fail the write; its gateways cannot hear their own
+-- heartbeats either, so none vouches for anything and all ask Redis.
+local function inval(gkey, kind)
   local p, id = string.match(gkey, '^([^{]*){(.*)}:grant$')
-  redis.pcall('PUBLISH', p .. 'inval', id)
+  redis.pcall('PUBLISH', p .. 'inval', kind .. id)
 end
 -- revoke deletes the grant, with its pair and rotation ring, and its
 -- counter. Pending codes are left to their TTL: the nonce makes them dead.
 local function revoke(gkey, ckey)
   redis.call('DEL', gkey, ckey)
-  inval(gkey)
+  inval(gkey, '-')
 end
 local PAIRS = 4 -- pairSlots
 -- sfx is pair slot k's field suffix: slot 0 has none, so a grant with one
@@ -154,7 +155,7 @@ end
 -- returns the later of the two expiries.
 local function putpair(gkey, k, a, i)
   local s = sfx(k)
-  inval(gkey) -- the pair in slot k, if any, dies
+  inval(gkey, '') -- the pair in slot k, if any, dies
   redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
   if tonumber(a[i + 3]) > 0 then
     redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])
@@ -248,7 +249,7 @@ if gexp and gexp > now then
   extend(grant_key, gexp, exp, now)
   return g[6] or ''
 end
-if gexp then inval(grant_key) end
+if gexp then inval(grant_key, '-') end
 redis.call('DEL', grant_key)
 redis.call('HSET', grant_key, 'cid', client, 'sub', subject,
   'scp', scopes, 'c', created, 'u', used, 'exp', exp, 'n', nonce)
@@ -395,7 +396,8 @@ return 1
 // luaAuthenticate is the authoritative token check (authenticate.go runs
 // it on a token's first use by this gateway, and whenever the cheaper
 // check of a remembered token cannot decide): 0 when the token or its
-// grant is not live, else {record, count, allowed, window end, slot};
+// grant is not live, else {record, count, allowed, window end, slot,
+// grant nonce};
 // count is -1 when nothing was counted (no budget). The budget is ARGV's,
 // or the token's own when ARGV's count is 0. It only counts while under
 // the limit, so a client hammering an exhausted budget does not push the
@@ -418,7 +420,7 @@ return 1
 const luaAuthenticate = `
 local grant_key, counter_key = KEYS[1], KEYS[2]
 local now, limit, window, digest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local g = redis.call('HMGET', grant_key, 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as')
+local g = redis.call('HMGET', grant_key, 'a', 'ax', 'exp', 'u', 'lc', 'lw', 'cid', 'sub', 'r', 'as', 'n')
 local x, lc, lw, pair, sc = g[2], g[5], g[6], g[9], g[10]
 local s = ''
 if g[1] ~= digest then
@@ -447,7 +449,7 @@ else
     #x .. ':' .. x .. #lc .. ':' .. lc .. #lw .. ':' .. lw .. (sc or '')
 end
 if limit <= 0 then limit, window = tonumber(lc), tonumber(lw) end
-if limit <= 0 or window <= 0 then return {rec, -1, 1, 0, s} end
+if limit <= 0 or window <= 0 then return {rec, -1, 1, 0, s, g[11]} end
 local idx = math.floor(now / window)
 local reset = (idx + 1) * window
 local member = string.format('%d:%d', window, idx) -- counterMember
@@ -465,11 +467,11 @@ if n == nil then
   if redis.call('PTTL', counter_key) < ttl then
     redis.call('PEXPIRE', counter_key, ttl)
   end
-  return {rec, 1, 1, reset, s}
+  return {rec, 1, 1, reset, s, g[11]}
 end
-if n >= limit then return {rec, n, 0, reset, s} end
+if n >= limit then return {rec, n, 0, reset, s, g[11]} end
 n = tonumber(redis.call('ZINCRBY', counter_key, 1, 'c' .. member))
-return {rec, n, 1, reset, s}
+return {rec, n, 1, reset, s, g[11]}
 `
 
 // luaRefund takes one request back from the count of the window the

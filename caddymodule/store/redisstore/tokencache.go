@@ -42,9 +42,10 @@ type remembered struct {
 	tok     store.Token
 	grant   string
 	checked int64                      // when the script last vouched for it (ms)
-	gs      atomic.Pointer[grantState] // its grant's liveness and lease (watch.go)
+	gs      atomic.Pointer[grantState] // its grant's state (watch.go)
+	vouch   atomic.Pointer[vouch]      // when Redis last found it live (watch.go); nil once found dead
 	// The check's commands' arguments, built once: HMGET of the grant
-	// hash's field of the token's slot (a, a1, a2 or a3) and exp; and
+	// hash's field of the token's slot (a, a1, a2 or a3), exp and n; and
 	// ZADD XX INCR of the current window's member (zaddArgs, rebuilt once
 	// per window).
 	hmgetArgs []any
@@ -70,7 +71,7 @@ func remember(t store.Token, grantID string, keys []string, slot string, now int
 		tok:       t,
 		grant:     grantID,
 		checked:   now,
-		hmgetArgs: []any{"hmget", keys[0], field, "exp"},
+		hmgetArgs: []any{"hmget", keys[0], field, "exp", "n"},
 		counter:   keys[1],
 	}, true
 }

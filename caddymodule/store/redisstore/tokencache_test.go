@@ -39,8 +39,8 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 func (r *roundTrips) add(s string) {
-	if strings.HasPrefix(s, "hello") || strings.HasPrefix(s, "client") {
-		return // a new connection's handshake
+	if strings.HasPrefix(s, "hello") || strings.HasPrefix(s, "client") || s == "publish" {
+		return // a new connection's handshake, a heartbeat (watch.go)
 	}
 	r.mu.Lock()
 	r.trips = append(r.trips, s)

@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,49 +13,56 @@ import (
 
 // Liveness kept in the gateway (docs/architecture.md, "The API hot path").
 //
-// A remembered token (tokencache.go) needs Redis for two things: is its
-// pair still its grant's, and may the call be counted. The second is
-// answered by leases of the budget (lease.go). The first is answered here,
-// without a round trip, for as long as the gateway is sure to hear of
-// every change:
+// A remembered token (tokencache.go) needs Redis for two things: is it
+// still its grant's, and may the call be counted. The second is answered
+// by leases of the budget (lease.go). The first is answered here, without
+// a round trip, for as long as the gateway is sure to hear of every
+// change:
 //
 //   - Every script that replaces or deletes a grant's pair PUBLISHes the
 //     grant id on the channel "<key prefix>inval" (inval in luaPrelude),
 //     in the same script, so no change goes unannounced even if the
-//     gateway that made it dies the next instant.
-//   - Each Store keeps one subscription to that channel. A grant's
-//     liveness, once a script or a check in Redis has found its token
-//     live, is vouched for locally until a message names the grant.
-//   - Redis delivers a subscription's messages and replies in order, so a
-//     PING sent at t and answered proves that every change made before t
-//     has been applied. The subscription is pinged every watchPing, and
-//     nothing is vouched for more than watchFresh after the last ping that
-//     was answered: a subscription that stalls silently (a dead peer, a
-//     partition) costs at most that much staleness, after which every call
-//     asks Redis again (and gets 503 if Redis is gone).
+//     gateway that made it dies the next instant; a revocation's message
+//     starts with "-".
+//   - Each Store keeps one subscription to that channel. Once a check in
+//     Redis has found a token live, the token is vouched for locally
+//     until a message names its grant. Vouching is per token: a message
+//     moves the grant to a new epoch, and a token is vouched for only in
+//     the epoch and subscription generation it was checked in, so a
+//     later check of another token of the grant cannot vouch for it.
+//   - Freshness: every watchPing the Store PUBLISHes a heartbeat of its
+//     own through its data connection, on the node every PUBLISH of the
+//     channel goes to. Redis delivers a subscription's messages in order,
+//     so hearing its own heartbeat sent at t proves that every message
+//     published there before t has been applied, that this user may
+//     publish, and that the subscription is on the node the data goes to
+//     (not on a demoted primary). Nothing is vouched for more than
+//     watchFresh after the last heartbeat heard: a subscription that stalls
+//     silently or hears nothing costs at most that much staleness, after
+//     which every call asks Redis again (and gets 503 if Redis is gone).
 //   - Losing the subscription forgets everything vouched for; subscribing
 //     again starts a new generation, so nothing learnt before the loss is
 //     vouched for after it.
 //   - A revocation (disconnect, logout, a replayed code or refresh token)
 //     does not answer its caller until every subscribed gateway has
-//     applied it: the revoking Store publishes the grant id with a nonce,
-//     PUBLISH says how many subscribers it reached, and each subscriber
-//     acknowledges the nonce on the channel once applied (announce). A
-//     gateway that does not acknowledge within watchFresh cannot be
-//     vouching any more by then, for want of an answered ping. So "revoked
-//     on one instance, refused on the very next request to any" holds.
+//     applied it: the revoking Store publishes the grant id with a nonce
+//     on the channel's node, PUBLISH says how many subscribers it reached,
+//     and each acknowledges the nonce once applied (announce). A gateway
+//     that does not acknowledge within watchFresh cannot be vouching any
+//     more by then, for want of a heartbeat. So "revoked on one instance,
+//     refused on the very next request to any" holds.
 //   - A rotation only announces itself (the old access token dies with its
-//     pair): another instance may accept the rotated-out access token for
-//     the microseconds the message takes to reach it, which is the
-//     partner's own, unrevoked grant.
+//     pair): another instance may accept the rotated-out access token
+//     until the message reaches it (on a Cluster it crosses the cluster
+//     bus first), which is the partner's own, unrevoked grant.
 //
 // The fill race is closed by a sequence number: a check in Redis only
-// vouches for a grant if no message (and no change of subscription) was
-// applied between the moment it was sent and the moment it is recorded.
+// vouches if no message (and no change of subscription) was applied
+// between the moment it was sent and the moment it is recorded.
 
 const (
-	watchPing     = 250 * time.Millisecond // how often the subscription is pinged
-	watchFresh    = time.Second            // how long an answered ping vouches
+	watchPing     = 250 * time.Millisecond // how often a heartbeat is published
+	watchFresh    = time.Second            // how long a heartbeat heard vouches
 	watchRetryMin = 50 * time.Millisecond  // first wait before subscribing again
 	watchRetryMax = 2 * time.Second
 	// watchAckQueue bounds the acknowledgements waiting to be published;
@@ -65,11 +70,10 @@ const (
 	watchAckQueue = 256
 )
 
-// grantState is what this gateway knows of one grant: whether its
-// liveness is vouched for, and the budget it holds (lease.go).
+// grantState is what this gateway knows of one grant: the epoch of its
+// liveness, and the budget it holds (lease.go).
 type grantState struct {
-	id    string
-	gen   atomic.Uint64 // the subscription generation that vouches; 0: none
+	epoch atomic.Uint64 // moved on by every message naming the grant
 	lease atomic.Pointer[lease]
 
 	mu      sync.Mutex    // guards the two below (lease.go, fillOrWait)
@@ -77,17 +81,27 @@ type grantState struct {
 	waiting int64         // calls that waited for it
 }
 
+// vouch is a token found live in Redis in one generation (0: none that
+// vouches) and epoch of its grant, whose incarnation nonce was then
+// nonce.
+type vouch struct {
+	gs         *grantState
+	gen, epoch uint64
+	nonce      string
+}
+
 // watcher is a Store's subscription to the invalidation channel.
 type watcher struct {
 	client  redis.UniversalClient
 	now     func() int64 // the store's clock, ms (budget windows)
 	channel string       // set by start
+	id      string       // names this watcher's heartbeats
 	base    time.Time    // monotonic origin of fresh
 
 	gen    atomic.Uint64 // the current subscription's generation; 0: not subscribed
-	denied atomic.Bool   // the ACL user may not use the channel: nothing is vouched for
 	fresh  atomic.Int64  // ns since base until which the subscription is known current
-	seq    atomic.Uint64 // bumped by every invalidation and change of generation
+	seq    atomic.Uint64 // moved on by every message applied and change of generation
+	denied atomic.Bool   // the Redis user may not use the channel: nothing is vouched for
 
 	mu     sync.Mutex
 	gens   uint64
@@ -102,7 +116,7 @@ type watcher struct {
 	started atomic.Bool
 	ctx     context.Context
 	cancel  context.CancelFunc
-	done    chan struct{}
+	wg      sync.WaitGroup // every goroutine of the watcher
 	acks    chan string
 }
 
@@ -116,10 +130,10 @@ type ackWait struct {
 func newWatcher(c redis.UniversalClient, now func() int64) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &watcher{
-		client: c, now: now, base: time.Now(),
+		client: c, now: now, id: newNonce(), base: time.Now(),
 		grants: make(map[string]*grantState), max: tokenCacheMax,
 		waits: make(map[string]*ackWait), leased: make(map[*lease]struct{}),
-		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 		acks: make(chan string, watchAckQueue),
 	}
 }
@@ -129,58 +143,64 @@ func (w *watcher) start(channel string) {
 	w.once.Do(func() {
 		w.channel = channel
 		w.started.Store(true)
+		w.wg.Add(3)
 		go w.run()
+		go w.beat()
 		go w.background()
 	})
 }
 
-// stop ends the subscription and gives back the budget units held.
+// stop ends the subscription, waits for every goroutine of the watcher,
+// and gives back the budget units held.
 func (w *watcher) stop() {
 	w.once.Do(func() {}) // a watcher never started stays so
 	w.cancel()
-	if w.started.Load() {
-		<-w.done
-	}
+	w.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
 	defer cancel()
 	w.sweep(ctx, -1)
 }
 
-// vouches reports whether gs's grant is known live without asking Redis.
-func (w *watcher) vouches(gs *grantState) bool {
-	if gs == nil {
+// vouches reports whether the token v was checked for is known live
+// without asking Redis.
+func (w *watcher) vouches(v *vouch) bool {
+	if v == nil {
 		return false
 	}
-	g := w.gen.Load()
-	return g != 0 && gs.gen.Load() == g && int64(time.Since(w.base)) < w.fresh.Load()
+	return v.gen == w.gen.Load() && v.gen != 0 && v.epoch == v.gs.epoch.Load() &&
+		int64(time.Since(w.base)) < w.fresh.Load()
 }
 
 // snapshot is taken before a check is sent to Redis, and given to
 // confirm with its answer.
 func (w *watcher) snapshot() uint64 { return w.seq.Load() }
 
-// confirm records that Redis found e's grant live in a check sent at snap,
-// unless something was applied since, and returns the grant's state.
-func (w *watcher) confirm(e *remembered, snap uint64) *grantState {
+// confirm records that Redis found e live, in the grant incarnation
+// nonce, in a check sent at snap: e is vouched for unless something was
+// applied since (or there is no subscription). It returns the grant's
+// state.
+func (w *watcher) confirm(e *remembered, snap uint64, nonce string) *grantState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	gs := w.grants[e.grant]
 	if gs == nil {
 		if len(w.grants) >= w.max {
 			// Forget every grant rather than track which is oldest: it
-			// only costs each one round trip.
+			// only costs each token one round trip.
 			for _, old := range w.grants {
-				old.gen.Store(0)
+				old.epoch.Add(1)
 			}
 			clear(w.grants)
 		}
-		gs = &grantState{id: e.grant}
+		gs = &grantState{}
 		w.grants[e.grant] = gs
 	}
 	e.gs.Store(gs)
-	if g := w.gen.Load(); g != 0 && w.seq.Load() == snap {
-		gs.gen.Store(g)
+	g := w.gen.Load()
+	if w.seq.Load() != snap {
+		g = 0 // something was applied since the check was sent
 	}
+	e.vouch.Store(&vouch{gs: gs, gen: g, epoch: gs.epoch.Load(), nonce: nonce})
 	return gs
 }
 
@@ -191,14 +211,21 @@ func (w *watcher) state(grantID string) *grantState {
 	return w.grants[grantID]
 }
 
-// invalidate stops vouching for the grant.
-func (w *watcher) invalidate(grantID string) {
+// invalidate stops vouching for every token of the grant; revoked also
+// drops the budget this gateway holds of it, whose counter is gone.
+func (w *watcher) invalidate(grantID string, revoked bool) {
 	w.mu.Lock()
 	w.seq.Add(1)
-	if gs := w.grants[grantID]; gs != nil {
-		gs.gen.Store(0)
+	gs := w.grants[grantID]
+	if gs != nil {
+		gs.epoch.Add(1)
 	}
 	w.mu.Unlock()
+	if gs != nil && revoked {
+		if l := gs.lease.Swap(nil); l != nil {
+			l.dead.Store(true)
+		}
+	}
 }
 
 // subscribed starts a new generation: nothing vouched for before counts.
@@ -221,13 +248,13 @@ func (w *watcher) lost() {
 
 // run keeps the subscription up until stop.
 func (w *watcher) run() {
-	defer close(w.done)
+	defer w.wg.Done()
 	retry := watchRetryMin
 	for w.ctx.Err() == nil {
 		began := time.Now()
 		w.session()
 		w.lost()
-		if time.Since(began) > 2*watchFresh {
+		if time.Since(began) > 4*watchFresh {
 			retry = watchRetryMin
 		}
 		select {
@@ -239,17 +266,21 @@ func (w *watcher) run() {
 	}
 }
 
-// session is one subscription: it returns when it fails, when no message
-// or answer to a ping came for watchFresh, or at stop.
+// session is one subscription. It returns when the subscription fails,
+// when nothing came for watchFresh, when its own heartbeats have not come
+// back for 2*watchFresh (it is on the wrong node, or this user may not
+// publish), or at stop.
 func (w *watcher) session() {
 	ps := w.client.Subscribe(w.ctx, w.channel)
 	ctx, end := context.WithCancel(w.ctx)
 	defer end()
-	go func() {
+	w.wg.Add(1)
+	go func() { // keeps the connection's reads going; closes it at the end
+		defer w.wg.Done()
 		t := time.NewTicker(watchPing)
 		defer t.Stop()
 		for {
-			_ = ps.Ping(ctx, strconv.FormatInt(int64(time.Since(w.base)), 10))
+			_ = ps.Ping(ctx)
 			select {
 			case <-ctx.Done():
 				_ = ps.Close() // unblocks ReceiveTimeout
@@ -258,60 +289,97 @@ func (w *watcher) session() {
 			}
 		}
 	}()
+	began := time.Since(w.base)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, watchFresh)
 		if err != nil {
-			w.denied.Store(redis.HasErrorPrefix(err, "NOPERM"))
+			if redis.HasErrorPrefix(err, "NOPERM") {
+				w.denied.Store(true)
+			}
 			return
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == w.channel {
-				w.denied.Store(false)
 				w.subscribed()
 			}
-		case *redis.Pong:
-			w.pong(m.Payload)
 		case *redis.Message:
 			w.message(m.Payload)
 		}
-	}
-}
-
-// pong extends freshness to watchFresh past the moment the ping was sent.
-func (w *watcher) pong(payload string) {
-	sent, err := strconv.ParseInt(payload, 10, 64)
-	if err != nil || w.gen.Load() == 0 {
-		return
-	}
-	until := sent + int64(watchFresh)
-	for {
-		f := w.fresh.Load()
-		if until <= f || w.fresh.CompareAndSwap(f, until) {
+		now := time.Since(w.base)
+		if f := time.Duration(w.fresh.Load()); now-began > 2*watchFresh && now-f > watchFresh {
 			return
 		}
 	}
 }
 
-// message applies one message: "<grant id>" from a script, "<grant id>
-// <nonce>" from announce (acknowledged once applied), "!<nonce>" an
-// acknowledgement.
+// beat publishes a heartbeat every watchPing while the watcher runs.
+func (w *watcher) beat() {
+	defer w.wg.Done()
+	t := time.NewTicker(watchPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if w.gen.Load() == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
+		_, err := w.publish(ctx, "h"+w.id+" "+strconv.FormatInt(int64(time.Since(w.base)), 10))
+		cancel()
+		if redis.HasErrorPrefix(err, "NOPERM") {
+			w.denied.Store(true)
+		}
+	}
+}
+
+// message applies one message: "<grant id>" or "-<grant id>" (revoked)
+// from a script, "-<grant id> <nonce>" from announce (acknowledged once
+// applied), "!<nonce>" an acknowledgement, "h<watcher id> <ns>" a
+// heartbeat.
 func (w *watcher) message(p string) {
-	if nonce, ok := strings.CutPrefix(p, "!"); ok {
+	switch {
+	case strings.HasPrefix(p, "!"):
 		w.mu.Lock()
-		if a := w.waits[nonce]; a != nil {
+		if a := w.waits[p[1:]]; a != nil {
 			a.got++
 			a.check()
 		}
 		w.mu.Unlock()
+	case strings.HasPrefix(p, "h"):
+		id, sent, _ := strings.Cut(p[1:], " ")
+		if id == w.id {
+			w.heard(sent)
+		}
+	default:
+		revoked := strings.HasPrefix(p, "-")
+		grant, nonce, _ := strings.Cut(strings.TrimPrefix(p, "-"), " ")
+		w.invalidate(grant, revoked)
+		if nonce != "" {
+			select {
+			case w.acks <- "!" + nonce:
+			default:
+			}
+		}
+	}
+}
+
+// heard extends freshness to watchFresh past the moment the heartbeat was
+// sent.
+func (w *watcher) heard(sent string) {
+	t, err := strconv.ParseInt(sent, 10, 64)
+	if err != nil || w.gen.Load() == 0 {
 		return
 	}
-	id, nonce, _ := strings.Cut(p, " ")
-	w.invalidate(id)
-	if nonce != "" {
-		select {
-		case w.acks <- "!" + nonce:
-		default:
+	w.denied.Store(false)
+	until := t + int64(watchFresh)
+	for {
+		f := w.fresh.Load()
+		if until <= f || w.fresh.CompareAndSwap(f, until) {
+			return
 		}
 	}
 }
@@ -326,6 +394,7 @@ func (a *ackWait) check() {
 // background publishes acknowledgements and gives back idle budget
 // units, until stop.
 func (w *watcher) background() {
+	defer w.wg.Done()
 	t := time.NewTicker(watchPing)
 	defer t.Stop()
 	for {
@@ -360,19 +429,22 @@ func (w *watcher) publish(ctx context.Context, msg string) (int64, error) {
 }
 
 // announce makes sure every subscribed gateway stops vouching for the
-// grant before it returns: this one at once, the others when they
-// acknowledge, or watchFresh at most (see above). It is for revocations.
-func (w *watcher) announce(ctx context.Context, channel, grantID string) {
-	w.invalidate(grantID)
+// revoked grant before it returns: this one at once, the others when they
+// acknowledge, or watchFresh at most (see above). It waits whatever
+// becomes of the caller's context (a store_timeout shorter than
+// watchFresh, a client hanging up): the revocation is done, and answering
+// before the other gateways stopped vouching is what the wait prevents.
+func (w *watcher) announce(channel, grantID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
+	defer cancel()
+	w.invalidate(grantID, true)
 	w.start(channel)
 	// Acknowledgements reach this gateway through its own subscription:
 	// give a new one a moment to be up.
 	for i := 0; w.gen.Load() == 0 && !w.denied.Load() && i < 100 && ctx.Err() == nil; i++ {
 		time.Sleep(watchFresh / 100)
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	nonce := hex.EncodeToString(b[:])
+	nonce := newNonce()
 	a := &ackWait{want: -1, ch: make(chan struct{})}
 	w.mu.Lock()
 	w.waits[nonce] = a
@@ -382,11 +454,10 @@ func (w *watcher) announce(ctx context.Context, channel, grantID string) {
 		delete(w.waits, nonce)
 		w.mu.Unlock()
 	}()
-	timer := time.NewTimer(watchFresh)
-	defer timer.Stop()
-	n, err := w.publish(ctx, grantID+" "+nonce)
+	n, err := w.publish(ctx, "-"+grantID+" "+nonce)
 	if redis.HasErrorPrefix(err, "NOPERM") {
-		return // no gateway can subscribe as this user, so none vouches
+		w.denied.Store(true)
+		return // no gateway of this user can hear its own heartbeat, so none vouches
 	}
 	if err == nil {
 		w.mu.Lock()
@@ -396,7 +467,6 @@ func (w *watcher) announce(ctx context.Context, channel, grantID string) {
 	}
 	select {
 	case <-a.ch:
-	case <-timer.C:
 	case <-ctx.Done():
 	}
 }

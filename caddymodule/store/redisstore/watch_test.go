@@ -251,9 +251,11 @@ func TestSilentSubscriptionStopsVouching(t *testing.T) {
 	}
 }
 
-// TestLeasesNeverOverspend: several gateways hammering one grant's budget
-// let through exactly the budget between them, however the leases fall,
-// and each gets its share while the others are idle.
+// TestLeasesNeverOverspend: several gateways, each with concurrent
+// callers, hammering one grant's budget let through no more than the
+// budget between them, however the leases fall; what Redis counts is
+// exactly what was let through once the idle units are back; and little
+// of the budget is left unused.
 func TestLeasesNeverOverspend(t *testing.T) {
 	url := storetest.StartRedis(t)
 	clk := storetest.NewClock()
@@ -266,25 +268,28 @@ func TestLeasesNeverOverspend(t *testing.T) {
 	id, _, p := signedIn(t, gws[0], clk)
 	const budget = 2000
 	l := store.Limit{Count: budget, Window: time.Hour}
-	allowed := make(chan int, 3)
+	const perGateway = 4 // concurrent callers on each gateway
+	allowed := make(chan int, len(gws)*perGateway)
 	for i, s := range gws {
-		go func() {
-			n := 0
-			for j := 0; j < budget; j++ {
-				_, st, err := s.Authenticate(t.Context(), id, p.Access.Digest, l)
-				if err != nil {
-					t.Errorf("gateway %d: %v", i, err)
-					break
+		for range perGateway {
+			go func() {
+				n := 0
+				for j := 0; j < budget/perGateway; j++ {
+					_, st, err := s.Authenticate(t.Context(), id, p.Access.Digest, l)
+					if err != nil {
+						t.Errorf("gateway %d: %v", i, err)
+						break
+					}
+					if st.Allowed {
+						n++
+					}
 				}
-				if st.Allowed {
-					n++
-				}
-			}
-			allowed <- n
-		}()
+				allowed <- n
+			}()
+		}
 	}
 	total := 0
-	for range gws {
+	for range len(gws) * perGateway {
 		total += <-allowed
 	}
 	// Units still held by one gateway when the others ran dry go back
@@ -358,5 +363,169 @@ func TestUserWithoutTheChannel(t *testing.T) {
 	}
 	if _, _, err := s.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after the revocation: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRotatedTokenIsNotVouchedForByItsSuccessor: vouching is per token. A
+// gateway that has heard of a rotation and then let the new access token
+// through refuses the rotated-out one: checking one token of a grant
+// never vouches for another.
+func TestRotatedTokenIsNotVouchedForByItsSuccessor(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	a, _ := instance(t, singleClient(t, url), clk)
+	b, rt := instance(t, singleClient(t, url), clk)
+	id, _, p := signedIn(t, a, clk)
+	vouched(t, b, rt, id, p.Access.Digest)
+	epoch := b.watch.state(id).epoch.Load()
+	next := p
+	next.Access.Digest, next.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
+	if err := a.Rotate(t.Context(), id, p.Refresh.Digest, next); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(watchFresh)
+	for b.watch.state(id).epoch.Load() == epoch {
+		if time.Now().After(deadline) {
+			t.Fatal("the rotation's message did not arrive")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	vouched(t, b, rt, id, next.Access.Digest)
+	for _, l := range []store.Limit{{}, {Count: 1000, Window: time.Hour}} {
+		if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, l); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the rotated-out token with budget %+v: %v, want ErrNotFound", l, err)
+		}
+	}
+}
+
+// TestRevokedGrantsUnitsAreNotReused: budget units a gateway holds of a
+// grant die with it. A grant revoked and consented to again (same id, a
+// new incarnation) gets its whole budget, counted from zero, and none of
+// the old units.
+func TestRevokedGrantsUnitsAreNotReused(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	a, _ := instance(t, singleClient(t, url), clk)
+	b, rt := instance(t, singleClient(t, url), clk)
+	id, _, p := signedIn(t, a, clk)
+	vouched(t, b, rt, id, p.Access.Digest)
+	const budget = 1000
+	l := store.Limit{Count: budget, Window: time.Hour}
+	for range 40 {
+		if _, st, err := b.Authenticate(t.Context(), id, p.Access.Digest, l); err != nil || !st.Allowed {
+			t.Fatalf("first incarnation: %+v, %v", st, err)
+		}
+	}
+	if ls := b.watch.state(id).lease.Load(); ls == nil || ls.left.Load() <= 0 {
+		t.Fatal("the gateway holds no units: the test would prove nothing")
+	}
+	if _, err := a.RevokeGrant(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	// Consent again: same client and subject, so the same grant id.
+	code := "code" + storetest.Random()
+	if err := a.SaveGrant(t.Context(), store.Grant{ID: id, ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SaveCode(t.Context(), id, code, store.Code{ClientID: "app", ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ConsumeCode(t.Context(), id, code); err != nil {
+		t.Fatal(err)
+	}
+	p2 := p
+	p2.Access.Digest, p2.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
+	if err := a.IssueTokens(t.Context(), id, code, p2); err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for range budget + 10 {
+		_, st, err := b.Authenticate(t.Context(), id, p2.Access.Digest, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Allowed {
+			allowed++
+		}
+	}
+	if allowed != budget {
+		t.Errorf("the grant consented to again let %d calls through, want its budget, %d", allowed, budget)
+	}
+}
+
+// TestRevocationWaitsForEverySubscriber: a revocation answers only once
+// every subscriber PUBLISH reached has acknowledged it, or after
+// watchFresh, by when a subscriber that did not can no longer be
+// vouching. A subscriber that never acknowledges (here a bare
+// subscription) makes it wait that long; without one it is quick.
+func TestRevocationWaitsForEverySubscriber(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	a, _ := instance(t, singleClient(t, url), clk)
+	b, rt := instance(t, singleClient(t, url), clk)
+	revoke := func() time.Duration {
+		id, _, p := signedIn(t, a, clk)
+		vouched(t, b, rt, id, p.Access.Digest)
+		subscribed(t, a)
+		began := time.Now()
+		if _, err := a.RevokeGrant(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(began)
+	}
+	if d := revoke(); d >= watchFresh/2 {
+		t.Errorf("with every subscriber acknowledging, the revocation took %v", d)
+	}
+	silent := singleClient(t, url)()
+	defer silent.Close()
+	ps := silent.Subscribe(t.Context(), defaultKeys.channel())
+	defer ps.Close()
+	if _, err := ps.Receive(t.Context()); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	if d := revoke(); d < watchFresh-50*time.Millisecond {
+		t.Errorf("with a subscriber that never acknowledges, the revocation took only %v, want about %v", d, watchFresh)
+	}
+}
+
+// TestUserThatMayNotPublish: a Redis user allowed the channel but not
+// PUBLISH hears nothing of other gateways' changes, and cannot hear its
+// own heartbeats either, so it never vouches: every call asks Redis, and
+// a revocation elsewhere is refused at once.
+func TestUserThatMayNotPublish(t *testing.T) {
+	url := storetest.StartRedis(t)
+	admin := singleClient(t, url)()
+	defer admin.Close()
+	if err := admin.Do(t.Context(), "acl", "setuser", "nopub", "on", ">pw", "~*", "&*", "+@all", "-publish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk := storetest.NewClock()
+	newClient := func() redis.UniversalClient {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Username, o.Password = "nopub", "pw"
+		return redis.NewClient(o)
+	}
+	a, _ := instance(t, newClient, clk)
+	b, rt := instance(t, newClient, clk)
+	id, _, p := signedIn(t, a, clk)
+	b.watch.start(b.channel())
+	time.Sleep(2 * watchPing) // time enough to hear a heartbeat, were it sent
+	rt.take()
+	for range 3 {
+		if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.ReplaceAll(rt.take(), "evalsha eval", "evalsha"); got != "evalsha hmget hmget" {
+		t.Errorf("round trips %q, want every call to ask Redis", got)
+	}
+	if _, err := a.RevokeGrant(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after the revocation elsewhere: %v, want ErrNotFound", err)
 	}
 }
