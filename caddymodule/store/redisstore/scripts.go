@@ -105,9 +105,10 @@ local function extend(gkey, gexp, exp, now)
 end
 -- inval tells every gateway that the pairs of the grant whose hash is
 -- gkey changed (watch.go): PUBLISH <key prefix>inval <kind><grant id>,
--- kind '-' when the grant is revoked. pcall: an ACL user without the
--- channel must not fail the write; its gateways cannot hear their own
--- heartbeats either, so none vouches for anything and all ask Redis.
+-- kind 'r' when the grant is revoked, else 'c'. pcall: an ACL user
+-- without the channel must not fail the write; its gateways cannot hear
+-- their own heartbeats either, so none vouches for anything and all ask
+-- Redis.
 local function inval(gkey, kind)
   local p, id = string.match(gkey, '^([^{]*){(.*)}:grant$')
   redis.pcall('PUBLISH', p .. 'inval', kind .. id)
@@ -116,7 +117,7 @@ end
 -- counter. Pending codes are left to their TTL: the nonce makes them dead.
 local function revoke(gkey, ckey)
   redis.call('DEL', gkey, ckey)
-  inval(gkey, '-')
+  inval(gkey, 'r')
 end
 local PAIRS = 4 -- pairSlots
 -- sfx is pair slot k's field suffix: slot 0 has none, so a grant with one
@@ -155,7 +156,7 @@ end
 -- returns the later of the two expiries.
 local function putpair(gkey, k, a, i)
   local s = sfx(k)
-  inval(gkey, '') -- the pair in slot k, if any, dies
+  inval(gkey, 'c') -- the pair in slot k, if any, dies
   redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
   if tonumber(a[i + 3]) > 0 then
     redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])
@@ -249,7 +250,7 @@ if gexp and gexp > now then
   extend(grant_key, gexp, exp, now)
   return g[6] or ''
 end
-if gexp then inval(grant_key, '-') end
+if gexp then inval(grant_key, 'r') end
 redis.call('DEL', grant_key)
 redis.call('HSET', grant_key, 'cid', client, 'sub', subject,
   'scp', scopes, 'c', created, 'u', used, 'exp', exp, 'n', nonce)

@@ -22,8 +22,7 @@ import (
 //   - Every script that replaces or deletes a grant's pair PUBLISHes the
 //     grant id on the channel "<key prefix>inval" (inval in luaPrelude),
 //     in the same script, so no change goes unannounced even if the
-//     gateway that made it dies the next instant; a revocation's message
-//     starts with "-".
+//     gateway that made it dies the next instant (message, below).
 //   - Each Store keeps one subscription to that channel. Once a check in
 //     Redis has found a token live, the token is vouched for locally
 //     until a message names its grant. Vouching is per token: a message
@@ -336,31 +335,35 @@ func (w *watcher) beat() {
 	}
 }
 
-// message applies one message: "<grant id>" or "-<grant id>" (revoked)
-// from a script, "-<grant id> <nonce>" from announce (acknowledged once
-// applied), "!<nonce>" an acknowledgement, "h<watcher id> <ns>" a
-// heartbeat.
+// message applies one message. Its first byte says what it is, as grant
+// ids may start with any base64url character: "c<grant id>" a pair
+// changed and "r<grant id>" a grant revoked, from a script; "r<grant id>
+// <nonce>" from announce, acknowledged once applied; "a<nonce>" an
+// acknowledgement; "h<watcher id> <ns>" a heartbeat.
 func (w *watcher) message(p string) {
-	switch {
-	case strings.HasPrefix(p, "!"):
+	if p == "" {
+		return
+	}
+	kind, rest := p[0], p[1:]
+	switch kind {
+	case 'a':
 		w.mu.Lock()
-		if a := w.waits[p[1:]]; a != nil {
+		if a := w.waits[rest]; a != nil {
 			a.got++
 			a.check()
 		}
 		w.mu.Unlock()
-	case strings.HasPrefix(p, "h"):
-		id, sent, _ := strings.Cut(p[1:], " ")
+	case 'h':
+		id, sent, _ := strings.Cut(rest, " ")
 		if id == w.id {
 			w.heard(sent)
 		}
-	default:
-		revoked := strings.HasPrefix(p, "-")
-		grant, nonce, _ := strings.Cut(strings.TrimPrefix(p, "-"), " ")
-		w.invalidate(grant, revoked)
+	case 'c', 'r':
+		grant, nonce, _ := strings.Cut(rest, " ")
+		w.invalidate(grant, kind == 'r')
 		if nonce != "" {
 			select {
-			case w.acks <- "!" + nonce:
+			case w.acks <- "a" + nonce:
 			default:
 			}
 		}
@@ -454,7 +457,7 @@ func (w *watcher) announce(channel, grantID string) {
 		delete(w.waits, nonce)
 		w.mu.Unlock()
 	}()
-	n, err := w.publish(ctx, "-"+grantID+" "+nonce)
+	n, err := w.publish(ctx, "r"+grantID+" "+nonce)
 	if redis.HasErrorPrefix(err, "NOPERM") {
 		w.denied.Store(true)
 		return // no gateway of this user can hear its own heartbeat, so none vouches
