@@ -80,8 +80,8 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	}
 	if s.tokens != nil {
 		if e, ok := remember(t, grantID, keys, slot, now); ok {
+			s.watch.confirm(e, snap, nonce) // before other calls can find e
 			s.tokens.put(accessDigest, e, now)
-			s.watch.confirm(e, snap, nonce)
 		}
 	}
 	if count < 0 {
@@ -126,12 +126,12 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 	}
 	idx := store.WindowIndex(now, w)
 	st := store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * w), Allowed: true}
-	gs := e.gs.Load()
 	for {
 		v := e.vouch.Load()
 		if v == nil {
 			return store.Token{}, store.RateStatus{}, false, nil // found dead meanwhile
 		}
+		gs := v.gs
 		rem, r := gs.take(l.Count, w, idx, v.nonce, now)
 		switch {
 		case r == took:
@@ -154,8 +154,13 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 			continue // a lease was taken meanwhile: try its units
 		}
 		k := gs.nextSize(l.Count, w, idx, v.nonce, now, waiting)
+		if !s.watch.fills.begin() {
+			end()
+			return store.Token{}, store.RateStatus{}, false, errStoreClosed
+		}
 		done := make(chan fillResult, 1)
 		go func() {
+			defer s.watch.fills.done()
 			f := s.fill(ctx, digest, e, l.Count, w, idx, k, now)
 			end() // before the answer: a caller's next call must not wait for this fill
 			done <- f
@@ -176,6 +181,9 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 		return e.tok, st, true, nil
 	}
 }
+
+// errStoreClosed answers a call that would take a lease after Close.
+var errStoreClosed = errors.New("store closed")
 
 // fillResult is what fill found: decided false when the script must
 // answer (the token is dead, or the window unopened).

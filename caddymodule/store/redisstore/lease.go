@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -94,7 +95,7 @@ func (gs *grantState) take(limit, w, idx int64, nonce string, now int64) (int64,
 		return 0, noUnit
 	}
 	if l.left.Load() <= 0 {
-		if at := l.spent.Load(); at != 0 && now-at < leaseSpent {
+		if at := l.spent.Load(); at != 0 && now >= at && now-at < leaseSpent {
 			return 0, spent
 		}
 		return 0, noUnit
@@ -211,6 +212,36 @@ func (gs *grantState) refunded(limit, w, idx int64) {
 		l.top.Add(-1)
 		l.spent.Store(0)
 	}
+}
+
+// fillGroup tracks the lease fills in flight, which run to completion
+// even when their callers give up (authenticate.go), so that Close waits
+// for them before it gives back what the store holds.
+type fillGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// begin registers a fill, or reports false once the store is closed.
+func (g *fillGroup) begin() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *fillGroup) done() { g.wg.Done() }
+
+// close refuses new fills and waits for those in flight.
+func (g *fillGroup) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }
 
 // hold puts a lease holding units in the set sweep looks at.

@@ -156,7 +156,9 @@ end
 -- returns the later of the two expiries.
 local function putpair(gkey, k, a, i)
   local s = sfx(k)
-  inval(gkey, 'c') -- the pair in slot k, if any, dies
+  if redis.call('HEXISTS', gkey, 'a' .. s) == 1 then
+    inval(gkey, 'c') -- the pair in slot k dies
+  end
   redis.call('HSET', gkey, 'a' .. s, a[i], 'ax' .. s, a[i + 1], 'as' .. s, a[i + 2])
   if tonumber(a[i + 3]) > 0 then
     redis.call('HSET', gkey, 'lc' .. s, a[i + 3], 'lw' .. s, a[i + 4])

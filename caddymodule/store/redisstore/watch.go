@@ -33,9 +33,8 @@ import (
 //     own through its data connection, on the node every PUBLISH of the
 //     channel goes to. Redis delivers a subscription's messages in order,
 //     so hearing its own heartbeat sent at t proves that every message
-//     published there before t has been applied, that this user may
-//     publish, and that the subscription is on the node the data goes to
-//     (not on a demoted primary). Nothing is vouched for more than
+//     published there before t has been applied, and that this user may
+//     publish. Nothing is vouched for more than
 //     watchFresh after the last heartbeat heard: a subscription that stalls
 //     silently or hears nothing costs at most that much staleness, after
 //     which every call asks Redis again (and gets 503 if Redis is gone).
@@ -43,13 +42,14 @@ import (
 //     again starts a new generation, so nothing learnt before the loss is
 //     vouched for after it.
 //   - A revocation (disconnect, logout, a replayed code or refresh token)
-//     does not answer its caller until every subscribed gateway has
-//     applied it: the revoking Store publishes the grant id with a nonce
-//     on the channel's node, PUBLISH says how many subscribers it reached,
-//     and each acknowledges the nonce once applied (announce). A gateway
-//     that does not acknowledge within watchFresh cannot be vouching any
-//     more by then, for want of a heartbeat. So "revoked on one instance,
-//     refused on the very next request to any" holds.
+//     does not answer its caller until every gateway has applied it: the
+//     revoking Store publishes the grant id with a nonce on the channel's
+//     node, and waits for an acknowledgement from every gateway whose
+//     heartbeat it heard lately, and from at least as many as PUBLISH
+//     reached (announce). A gateway that does not acknowledge within
+//     watchFresh cannot be vouching any more by then, for want of a
+//     heartbeat of its own. So "revoked on one instance, refused on the
+//     very next request to any" holds.
 //   - A rotation only announces itself (the old access token dies with its
 //     pair): another instance may accept the rotated-out access token
 //     until the message reaches it (on a Cluster it crosses the cluster
@@ -67,6 +67,10 @@ const (
 	// watchAckQueue bounds the acknowledgements waiting to be published;
 	// past it one is dropped, and its revoker waits watchFresh instead.
 	watchAckQueue = 256
+	// watchMaxPeers bounds the watchers a revocation waits for; past it
+	// (a channel shared with something else?) new ones are not tracked,
+	// and revocations rely on PUBLISH's count and watchFresh.
+	watchMaxPeers = 1024
 )
 
 // grantState is what this gateway knows of one grant: the epoch of its
@@ -107,6 +111,7 @@ type watcher struct {
 	grants map[string]*grantState
 	max    int // bound of grants: tokenCacheMax, smaller in tests
 	waits  map[string]*ackWait
+	peers  map[string]time.Duration // watchers heard (their heartbeats), by id: when, since base
 
 	leaseMu sync.Mutex
 	leased  map[*lease]struct{} // leases holding units, for sweep
@@ -116,14 +121,21 @@ type watcher struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every goroutine of the watcher
+	fills   fillGroup      // lease fills in flight (lease.go)
 	acks    chan string
 }
 
-// ackWait is one announce waiting for its acknowledgements.
+// ackWait is one announce waiting for its acknowledgements: from as many
+// subscribers as PUBLISH reached, and from every watcher heard lately
+// (PUBLISH counts only the subscribers of the node it ran on, and a
+// subscription Redis dropped is not counted while its gateway may still
+// be vouching).
 type ackWait struct {
-	want, got int // want is -1 until PUBLISH has answered
-	ch        chan struct{}
-	closed    bool
+	want   int             // -1 until PUBLISH has answered
+	peers  map[string]bool // the watchers heard lately: true once acknowledged
+	got    int
+	ch     chan struct{}
+	closed bool
 }
 
 func newWatcher(c redis.UniversalClient, now func() int64) *watcher {
@@ -132,7 +144,8 @@ func newWatcher(c redis.UniversalClient, now func() int64) *watcher {
 		client: c, now: now, id: newNonce(), base: time.Now(),
 		grants: make(map[string]*grantState), max: tokenCacheMax,
 		waits: make(map[string]*ackWait), leased: make(map[*lease]struct{}),
-		ctx: ctx, cancel: cancel,
+		peers: make(map[string]time.Duration),
+		ctx:   ctx, cancel: cancel,
 		acks: make(chan string, watchAckQueue),
 	}
 }
@@ -142,10 +155,11 @@ func (w *watcher) start(channel string) {
 	w.once.Do(func() {
 		w.channel = channel
 		w.started.Store(true)
-		w.wg.Add(3)
+		w.wg.Add(4)
 		go w.run()
 		go w.beat()
-		go w.background()
+		go w.acknowledge()
+		go w.sweeper()
 	})
 }
 
@@ -155,6 +169,7 @@ func (w *watcher) stop() {
 	w.once.Do(func() {}) // a watcher never started stays so
 	w.cancel()
 	w.wg.Wait()
+	w.fills.close()
 	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
 	defer cancel()
 	w.sweep(ctx, -1)
@@ -337,9 +352,10 @@ func (w *watcher) beat() {
 
 // message applies one message. Its first byte says what it is, as grant
 // ids may start with any base64url character: "c<grant id>" a pair
-// changed and "r<grant id>" a grant revoked, from a script; "r<grant id>
-// <nonce>" from announce, acknowledged once applied; "a<nonce>" an
-// acknowledgement; "h<watcher id> <ns>" a heartbeat.
+// changed and "r<grant id>" a grant revoked, from a script; "R<nonce>
+// <grant id>" a revocation from announce, acknowledged once applied;
+// "a<nonce> <watcher id>" an acknowledgement; "h<watcher id> <ns>" a
+// heartbeat.
 func (w *watcher) message(p string) {
 	if p == "" {
 		return
@@ -347,25 +363,34 @@ func (w *watcher) message(p string) {
 	kind, rest := p[0], p[1:]
 	switch kind {
 	case 'a':
+		nonce, peer, _ := strings.Cut(rest, " ")
 		w.mu.Lock()
-		if a := w.waits[rest]; a != nil {
+		if a := w.waits[nonce]; a != nil {
 			a.got++
+			if _, ok := a.peers[peer]; ok {
+				a.peers[peer] = true
+			}
 			a.check()
 		}
 		w.mu.Unlock()
 	case 'h':
 		id, sent, _ := strings.Cut(rest, " ")
+		w.mu.Lock()
+		if len(w.peers) < watchMaxPeers || w.peers[id] != 0 {
+			w.peers[id] = time.Since(w.base)
+		}
+		w.mu.Unlock()
 		if id == w.id {
 			w.heard(sent)
 		}
 	case 'c', 'r':
-		grant, nonce, _ := strings.Cut(rest, " ")
-		w.invalidate(grant, kind == 'r')
-		if nonce != "" {
-			select {
-			case w.acks <- "a" + nonce:
-			default:
-			}
+		w.invalidate(rest, kind == 'r')
+	case 'R':
+		nonce, grant, _ := strings.Cut(rest, " ")
+		w.invalidate(grant, true)
+		select {
+		case w.acks <- "a" + nonce + " " + w.id:
+		default:
 		}
 	}
 }
@@ -388,18 +413,36 @@ func (w *watcher) heard(sent string) {
 }
 
 func (a *ackWait) check() {
-	if !a.closed && a.want >= 0 && a.got >= a.want {
-		a.closed = true
-		close(a.ch)
+	if a.closed || a.want < 0 || a.got < a.want {
+		return
 	}
+	for _, acked := range a.peers {
+		if !acked {
+			return
+		}
+	}
+	a.closed = true
+	close(a.ch)
 }
 
-// background publishes acknowledgements and gives back idle budget
-// units, until stop.
-func (w *watcher) background() {
+// recentPeers is the watchers heard within 2*watchFresh, each not yet
+// acknowledged, and forgets those heard longer ago. The caller holds w.mu.
+func (w *watcher) recentPeers() map[string]bool {
+	now := time.Since(w.base)
+	out := make(map[string]bool, len(w.peers))
+	for id, at := range w.peers {
+		if now-at > 2*watchFresh {
+			delete(w.peers, id)
+			continue
+		}
+		out[id] = false
+	}
+	return out
+}
+
+// acknowledge publishes acknowledgements until stop.
+func (w *watcher) acknowledge() {
 	defer w.wg.Done()
-	t := time.NewTicker(watchPing)
-	defer t.Stop()
 	for {
 		select {
 		case <-w.ctx.Done():
@@ -408,6 +451,19 @@ func (w *watcher) background() {
 			ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
 			_, _ = w.publish(ctx, a)
 			cancel()
+		}
+	}
+}
+
+// sweeper gives back idle budget units (lease.go) until stop.
+func (w *watcher) sweeper() {
+	defer w.wg.Done()
+	t := time.NewTicker(watchPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
 			w.sweep(ctx, leaseIdle)
@@ -431,25 +487,25 @@ func (w *watcher) publish(ctx context.Context, msg string) (int64, error) {
 	return w.client.Publish(ctx, w.channel, msg).Result()
 }
 
-// announce makes sure every subscribed gateway stops vouching for the
-// revoked grant before it returns: this one at once, the others when they
-// acknowledge, or watchFresh at most (see above). It waits whatever
+// announce makes sure every gateway stops vouching for the revoked grant
+// before it returns: this one at once, the others when they acknowledge,
+// or watchFresh after the message at most (see above). It waits whatever
 // becomes of the caller's context (a store_timeout shorter than
 // watchFresh, a client hanging up): the revocation is done, and answering
 // before the other gateways stopped vouching is what the wait prevents.
 func (w *watcher) announce(channel, grantID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
-	defer cancel()
 	w.invalidate(grantID, true)
 	w.start(channel)
 	// Acknowledgements reach this gateway through its own subscription:
 	// give a new one a moment to be up.
-	for i := 0; w.gen.Load() == 0 && !w.denied.Load() && i < 100 && ctx.Err() == nil; i++ {
+	for i := 0; w.gen.Load() == 0 && !w.denied.Load() && i < 20 && w.ctx.Err() == nil; i++ {
 		time.Sleep(watchFresh / 100)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
+	defer cancel()
 	nonce := newNonce()
-	a := &ackWait{want: -1, ch: make(chan struct{})}
 	w.mu.Lock()
+	a := &ackWait{want: -1, peers: w.recentPeers(), ch: make(chan struct{})}
 	w.waits[nonce] = a
 	w.mu.Unlock()
 	defer func() {
@@ -457,7 +513,7 @@ func (w *watcher) announce(channel, grantID string) {
 		delete(w.waits, nonce)
 		w.mu.Unlock()
 	}()
-	n, err := w.publish(ctx, "r"+grantID+" "+nonce)
+	n, err := w.publish(ctx, "R"+nonce+" "+grantID)
 	if redis.HasErrorPrefix(err, "NOPERM") {
 		w.denied.Store(true)
 		return // no gateway of this user can hear its own heartbeat, so none vouches

@@ -491,6 +491,19 @@ func TestRevocationWaitsForEverySubscriber(t *testing.T) {
 	if d := revoke(); d < watchFresh-50*time.Millisecond {
 		t.Errorf("with a subscriber that never acknowledges, the revocation took only %v, want about %v", d, watchFresh)
 	}
+	_ = ps.Close()
+	if d := revoke(); d >= watchFresh/2 {
+		t.Errorf("once the silent subscriber left, the revocation took %v", d)
+	}
+	// A gateway heard lately but not counted by PUBLISH (subscribed on
+	// another node, or dropped by Redis without knowing it yet) is waited
+	// for too: here one whose heartbeat is heard and that never answers.
+	if err := silent.Publish(t.Context(), defaultKeys.channel(), "hghost 0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d := revoke(); d < watchFresh-50*time.Millisecond {
+		t.Errorf("with a gateway heard that never acknowledges, the revocation took only %v, want about %v", d, watchFresh)
+	}
 }
 
 // TestUserThatMayNotPublish: a Redis user allowed the channel but not
@@ -532,5 +545,45 @@ func TestUserThatMayNotPublish(t *testing.T) {
 	}
 	if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after the revocation elsewhere: %v, want ErrNotFound", err)
+	}
+}
+
+// TestReplacedPairReachesOtherGateways: a fifth install of one app by one
+// user replaces the pair that expires first (store.PairsPerGrant); a
+// gateway vouching for that pair's access token hears of it and refuses
+// the token, as for a rotation.
+func TestReplacedPairReachesOtherGateways(t *testing.T) {
+	url := storetest.StartRedis(t)
+	clk := storetest.NewClock()
+	a, _ := instance(t, singleClient(t, url), clk)
+	b, rt := instance(t, singleClient(t, url), clk)
+	id, _, first := signedIn(t, a, clk)
+	vouched(t, b, rt, id, first.Access.Digest)
+	for i := range store.PairsPerGrant {
+		code := "code" + storetest.Random()
+		if err := a.SaveCode(t.Context(), id, code, store.Code{ClientID: "app", ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ConsumeCode(t.Context(), id, code); err != nil {
+			t.Fatal(err)
+		}
+		p := first
+		p.Access.Digest, p.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
+		p.Refresh.ExpiresAt = p.Refresh.ExpiresAt.Add(time.Duration(i+1) * time.Hour) // the first pair expires first
+		p.Access.ExpiresAt = p.Access.ExpiresAt.Add(time.Duration(i+1) * time.Hour)
+		if err := a.IssueTokens(t.Context(), id, code, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(watchFresh)
+	for {
+		_, _, err := b.Authenticate(t.Context(), id, first.Access.Digest, store.Limit{})
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced pair's token still passes %v later: %v", watchFresh, err)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
