@@ -501,6 +501,11 @@ func TestRevocationWaitsForEverySubscriber(t *testing.T) {
 	if err := silent.Publish(t.Context(), defaultKeys.channel(), "hghost 0").Err(); err != nil {
 		t.Fatal(err)
 	}
+	for heard := false; !heard; time.Sleep(time.Millisecond) {
+		a.watch.mu.Lock()
+		_, heard = a.watch.peers["ghost"]
+		a.watch.mu.Unlock()
+	}
 	if d := revoke(); d < watchFresh-50*time.Millisecond {
 		t.Errorf("with a gateway heard that never acknowledges, the revocation took only %v, want about %v", d, watchFresh)
 	}
