@@ -243,8 +243,8 @@ type Tokens interface {
 // access token and counting the request against its grant's budget, and
 // giving a request back.
 type Budgets interface {
-	// Authenticate is the API hot path, one round trip: it looks the access
-	// token up, checks it is live and its grant alive, counts one request
+	// Authenticate is the API hot path, at most one round trip: it looks
+	// the access token up, checks it is live and its grant alive, counts one request
 	// against the grant's budget and records the grant as used. The budget
 	// is l, or the token's own Limit when l is the zero Limit.
 	Authenticate(ctx context.Context, grantID, accessDigest string, l Limit) (Token, RateStatus, error)
@@ -258,6 +258,16 @@ type Budgets interface {
 	// counter, in the grant's keys, and ends with the window. It is atomic:
 	// of concurrent calls, at most the cap succeed.
 	Refund(ctx context.Context, grantID string, l Limit) (bool, error)
+}
+
+// LocalAuthenticator is implemented by a store that can often decide
+// Authenticate from what it holds in process, with no I/O (the Redis
+// store's remembered tokens, with liveness it vouches for and budget it
+// has leased: docs/architecture.md §5.2). decided is false when the call
+// must be made with Authenticate. Callers use it to skip what only a call
+// that waits needs, such as a deadline's timer.
+type LocalAuthenticator interface {
+	AuthenticateLocal(grantID, accessDigest string, l Limit) (t Token, st RateStatus, decided bool)
 }
 
 // Blobs keeps small opaque values (sessions, pending authorization

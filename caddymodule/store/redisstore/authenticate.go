@@ -112,6 +112,9 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 // its slot's (the script then says why, and e is forgotten), or this is
 // the first call of a budget window, which only the script opens.
 func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembered, now int64, l store.Limit) (store.Token, store.RateStatus, bool, error) {
+	if st, ok := s.local(e, now, l); ok {
+		return e.tok, st, true, nil
+	}
 	if l.Count == 0 {
 		l = e.tok.Limit
 	}
@@ -184,6 +187,49 @@ func (s *Store) checkRemembered(ctx context.Context, digest string, e *remembere
 
 // errStoreClosed answers a call that would take a lease after Close.
 var errStoreClosed = errors.New("store closed")
+
+// AuthenticateLocal is Authenticate when it needs no round trip
+// (store.LocalAuthenticator): the token is remembered, vouched for, not
+// due for the script, and either not counted or a unit of its budget is
+// held (or its window was just found spent).
+func (s *Store) AuthenticateLocal(grantID, accessDigest string, l store.Limit) (store.Token, store.RateStatus, bool) {
+	if store.CheckLimit(l) != nil {
+		return store.Token{}, store.RateStatus{}, false
+	}
+	e := s.tokens.get(accessDigest)
+	if e == nil || e.grant != grantID {
+		return store.Token{}, store.RateStatus{}, false
+	}
+	now := s.nowMillis()
+	if e.tok.ExpiresAt.UnixMilli() <= now || now-e.checked >= recheckEvery {
+		return store.Token{}, store.RateStatus{}, false
+	}
+	st, ok := s.local(e, now, l)
+	return e.tok, st, ok
+}
+
+// local decides a call of a live remembered token e with no I/O, when the
+// gateway vouches for it and the call is not counted or a unit of budget
+// is held (or its window was just found spent).
+func (s *Store) local(e *remembered, now int64, l store.Limit) (store.RateStatus, bool) {
+	v := e.vouch.Load()
+	if !s.watch.vouches(v) {
+		return store.RateStatus{}, false
+	}
+	if l.Count == 0 {
+		l = e.tok.Limit
+	}
+	w := l.Window.Milliseconds()
+	if l.Count <= 0 || w <= 0 {
+		return store.RateStatus{Allowed: true}, true
+	}
+	idx := store.WindowIndex(now, w)
+	rem, r := v.gs.take(l.Count, w, idx, v.nonce, now)
+	if r == noUnit {
+		return store.RateStatus{}, false
+	}
+	return store.RateStatus{Limit: l.Count, Window: l.Window, Reset: time.UnixMilli((idx + 1) * w), Allowed: r == took, Remaining: rem}, true
+}
 
 // fillResult is what fill found: decided false when the script must
 // answer (the token is dead, or the window unopened).

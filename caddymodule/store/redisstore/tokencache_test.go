@@ -279,3 +279,46 @@ func TestTokenCacheBound(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticateLocal: the in-process answer (store.LocalAuthenticator)
+// is given only for a remembered token of that grant that the gateway
+// vouches for, uncounted or with a unit of budget held, and is then the
+// answer Authenticate gives; anything else is left to Authenticate.
+func TestAuthenticateLocal(t *testing.T) {
+	f, rt := remembering(t, storetest.StartRedis(t))
+	unlimited := store.Limit{}
+	l := store.Limit{Count: 10_000, Window: time.Minute}
+	if _, _, ok := f.s.AuthenticateLocal(f.id, f.access.Digest, unlimited); ok {
+		t.Fatal("decided for a token never checked")
+	}
+	wantAuth(t, f, l, true, 9998) // the script
+	subscribed(t, f.s)
+	wantAuth(t, f, l, true, 9997) // vouched now; a lease of 1, used
+	if _, _, ok := f.s.AuthenticateLocal(f.id, f.access.Digest, l); ok {
+		t.Error("decided with no unit of budget held")
+	}
+	wantAuth(t, f, l, true, 9996) // a lease of 2: one unit left
+	rt.take()
+	tok, st, ok := f.s.AuthenticateLocal(f.id, f.access.Digest, l)
+	if !ok || !st.Allowed || st.Remaining != 9995 || tok.Digest != f.access.Digest {
+		t.Errorf("with a unit held: %+v, %+v, %v; want allowed, remaining 9995", tok, st, ok)
+	}
+	if _, st, ok := f.s.AuthenticateLocal(f.id, f.access.Digest, unlimited); !ok || !st.Allowed {
+		t.Errorf("uncounted: %+v, %v; want allowed", st, ok)
+	}
+	if _, _, ok := f.s.AuthenticateLocal("another", f.access.Digest, unlimited); ok {
+		t.Error("decided for the token under another grant id")
+	}
+	if _, _, ok := f.s.AuthenticateLocal(f.id, "forged", unlimited); ok {
+		t.Error("decided for a token never seen")
+	}
+	if got := rt.take(); got != "" {
+		t.Errorf("round trips %q, want none", got)
+	}
+	if _, err := f.s.RevokeGrant(t.Context(), f.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := f.s.AuthenticateLocal(f.id, f.access.Digest, unlimited); ok {
+		t.Error("decided for a revoked token")
+	}
+}
