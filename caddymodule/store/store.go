@@ -95,7 +95,7 @@ type Token struct {
 	// Limit is the client's budget, recorded on the access token at issue:
 	// the budget depends on the client, which only the token record names,
 	// so Authenticate reads it there rather than needing a lookup before
-	// its one round trip.
+	// its round trip.
 	Limit Limit `json:"limit,omitzero"`
 }
 

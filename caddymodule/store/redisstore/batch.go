@@ -11,11 +11,12 @@ import (
 
 // Natural batching of Authenticate.
 //
-// Every API request is one round trip (an EVALSHA, or the pipeline of a
-// remembered token's check: authenticate.go), and on a busy gateway much
-// of its cost is not the commands but the round trip around them: a write and a read system
-// call and a goroutine wake-up in the gateway, a read, a write and an event
-// loop pass in Redis. So while a few round trips are already in flight,
+// An API request that needs Redis is one round trip (an EVALSHA, or the
+// pipeline of a remembered token's check or lease: authenticate.go; most
+// need none, watch.go and lease.go), and on a busy gateway much of its
+// cost is not the commands but the round trip around them: a write and a
+// read system call and a goroutine wake-up in the gateway, a read, a write
+// and an event loop pass in Redis. So while a few round trips are already in flight,
 // further calls do not start their own: they queue, and the next free
 // round trip takes the whole queue (up to authBatchMax) as one pipeline.
 // On a ClusterClient, go-redis splits that pipeline per node (one round
@@ -26,8 +27,8 @@ import (
 // trip makes it at once, exactly as an unbatched call would (one EVALSHA on
 // the caller's goroutine and context), so a quiet gateway pays no latency at
 // all, and batches only form from calls that would otherwise have queued for
-// a connection or for Redis anyway. Each request still costs one round trip:
-// its batch's.
+// a connection or for Redis anyway. Each such request still costs one
+// round trip: its batch's.
 //
 // Ordering: a call is sent only after it was made, and returns only after
 // Redis answered it, so calls of one goroutine reach Redis in order; calls

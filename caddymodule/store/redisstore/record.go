@@ -9,7 +9,8 @@ import (
 	"github.com/tollgate/tollgate/caddymodule/store"
 )
 
-// Token records are read on every API call, so they are not JSON: decoding
+// Token records are read on a token's first use by a gateway (and every
+// 30 s after), often enough that they are not JSON: decoding
 // JSON into a store.Token cost about ten allocations per call, two thirds of
 // what Authenticate allocated beyond go-redis itself. A token's fields live
 // in its grant's hash (scripts.go); the scripts that read a token reply with
