@@ -304,6 +304,7 @@ const (
 	opClaimEvents
 	opAckEvent
 	opRetryEvent
+	opAuthenticateLocal // an authenticate the store decided in process, with no I/O
 	numStoreOps
 )
 
@@ -312,6 +313,7 @@ var storeOpNames = [numStoreOps]string{
 	"get_token", "revocable_token", "rotate", "authenticate", "refund", "set_blob", "get_blob", "take_blob",
 	"delete_blob", "load_or_store_blob", "count_failure", "failures", "clear_failures",
 	"check_reuse", "list_grants", "enqueue_event", "claim_events", "ack_event", "retry_event",
+	"authenticate_local",
 }
 
 // observeStore records one store operation that started at start. The

@@ -243,8 +243,8 @@ type Tokens interface {
 // access token and counting the request against its grant's budget, and
 // giving a request back.
 type Budgets interface {
-	// Authenticate is the API hot path, at most one round trip: it looks
-	// the access token up, checks it is live and its grant alive, counts one request
+	// Authenticate is the API hot path, one round trip or none (the Redis
+	// store, docs/architecture.md §5.2): it looks the access token up, checks it is live and its grant alive, counts one request
 	// against the grant's budget and records the grant as used. The budget
 	// is l, or the token's own Limit when l is the zero Limit.
 	Authenticate(ctx context.Context, grantID, accessDigest string, l Limit) (Token, RateStatus, error)

@@ -34,6 +34,9 @@ func (s *Store) Authenticate(ctx context.Context, grantID, accessDigest string, 
 	}
 	now := s.nowMillis()
 	e := s.tokens.get(accessDigest)
+	if e != nil && e.grant != grantID {
+		e = nil // not this grant's token: the script says so
+	}
 	if e != nil {
 		if e.tok.ExpiresAt.UnixMilli() <= now {
 			s.forgetDead(accessDigest, e)

@@ -62,7 +62,9 @@ func (s *Store) ConsumeCode(ctx context.Context, grantID, digest string) (store.
 		}
 	case []any:
 		if err := replayed(v); err != nil {
-			s.revokedEverywhere(grantID)
+			if v[1] == int64(1) { // the first replay after the tokens were issued
+				s.revokedEverywhere(grantID)
+			}
 			return store.Code{}, err
 		}
 	}
@@ -103,7 +105,7 @@ func (s *Store) IssueTokens(ctx context.Context, grantID, codeDigest string, p s
 	return fmt.Errorf("redis issue tokens: %w", errReply(res))
 }
 
-// replayed handles a {"replayed", {}} reply: ErrCodeReplayed, or nil for
+// replayed handles a {"replayed", …} reply: ErrCodeReplayed, or nil for
 // another shape.
 func replayed(v []any) error {
 	if len(v) != 2 || v[0] != "replayed" {

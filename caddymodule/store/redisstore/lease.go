@@ -264,7 +264,10 @@ func (w *watcher) sweep(ctx context.Context, idle int64) {
 	now := w.now()
 	var back []*lease
 	var units []int64
+	// Held until the units are back, so that a sweep that returns has
+	// seen the end of any other (Close's, the ticker's).
 	w.leaseMu.Lock()
+	defer w.leaseMu.Unlock()
 	for l := range w.leased {
 		if idle >= 0 && now-l.took.Load() < idle {
 			continue
@@ -281,7 +284,6 @@ func (w *watcher) sweep(ctx context.Context, idle int64) {
 			}
 		}
 	}
-	w.leaseMu.Unlock()
 	if len(back) == 0 {
 		return
 	}

@@ -293,7 +293,7 @@ return 1
 `
 
 // luaConsumeCode returns the code record, 0 (not found) or
-// {"replayed", {}}.
+// {"replayed", 1 when this replay revoked the grant, else 0}.
 //
 // KEYS: grant, code, marker, counter. ARGV: now, marker expiry.
 const luaConsumeCode = `
@@ -301,9 +301,10 @@ local grant_key, code_key, marker_key, counter_key = KEYS[1], KEYS[2], KEYS[3], 
 local now, marker_exp = tonumber(ARGV[1]), ARGV[2]
 local mk = redis.call('GET', marker_key)
 if mk and tonumber(string.sub(mk, 2)) > now then
-  if string.sub(mk, 1, 1) == 'i' then revoke(grant_key, counter_key) end
+  local revoked = 0
+  if string.sub(mk, 1, 1) == 'i' then revoke(grant_key, counter_key); revoked = 1 end
   redis.call('SET', marker_key, 'r' .. string.sub(mk, 2), 'KEEPTTL')
-  return {'replayed', {}}
+  return {'replayed', revoked}
 end
 local c = redis.call('HMGET', code_key, 'exp', 'n', 'rec')
 if not c[1] then return 0 end

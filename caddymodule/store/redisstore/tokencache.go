@@ -35,15 +35,14 @@ const tokenCacheMax = 1 << 16
 // of the truth.
 const recheckEvery = int64(store.LastUsedGranularity/time.Millisecond) / 2
 
-// remembered is one token the script accepted. Only zadd and gs are ever
-// modified (atomically), so readers need no lock; Token's slices and the
-// argument slices are shared and read-only.
+// remembered is one token the script accepted. Only zadd and vouch are
+// ever modified (atomically), so readers need no lock; Token's slices and
+// the argument slices are shared and read-only.
 type remembered struct {
 	tok     store.Token
 	grant   string
-	checked int64                      // when the script last vouched for it (ms)
-	gs      atomic.Pointer[grantState] // its grant's state (watch.go)
-	vouch   atomic.Pointer[vouch]      // when Redis last found it live (watch.go); nil once found dead
+	checked int64                 // when the script last vouched for it (ms)
+	vouch   atomic.Pointer[vouch] // when Redis last found it live (watch.go); nil once found dead
 	// The check's commands' arguments, built once: HMGET of the grant
 	// hash's field of the token's slot (a, a1, a2 or a3), exp and n; and
 	// ZADD XX INCR of the current window's member (zaddArgs, rebuilt once

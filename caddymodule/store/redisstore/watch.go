@@ -106,12 +106,13 @@ type watcher struct {
 	seq    atomic.Uint64 // moved on by every message applied and change of generation
 	denied atomic.Bool   // the Redis user may not use the channel: nothing is vouched for
 
-	mu     sync.Mutex
-	gens   uint64
-	grants map[string]*grantState
-	max    int // bound of grants: tokenCacheMax, smaller in tests
-	waits  map[string]*ackWait
-	peers  map[string]time.Duration // watchers heard (their heartbeats), by id: when, since base
+	mu           sync.Mutex
+	gens         uint64
+	subscribedAt time.Duration // since base, when the current generation began
+	grants       map[string]*grantState
+	max          int // bound of grants: tokenCacheMax, smaller in tests
+	waits        map[string]*ackWait
+	peers        map[string]time.Duration // watchers heard (their heartbeats), by id: when, since base
 
 	leaseMu sync.Mutex
 	leased  map[*lease]struct{} // leases holding units, for sweep
@@ -209,7 +210,6 @@ func (w *watcher) confirm(e *remembered, snap uint64, nonce string) *grantState 
 		gs = &grantState{}
 		w.grants[e.grant] = gs
 	}
-	e.gs.Store(gs)
 	g := w.gen.Load()
 	if w.seq.Load() != snap {
 		g = 0 // something was applied since the check was sent
@@ -247,6 +247,7 @@ func (w *watcher) subscribed() {
 	w.mu.Lock()
 	w.gens++
 	w.gen.Store(w.gens)
+	w.subscribedAt = time.Since(w.base)
 	w.seq.Add(1)
 	w.mu.Unlock()
 }
@@ -501,10 +502,11 @@ func (w *watcher) announce(channel, grantID string) {
 	for i := 0; w.gen.Load() == 0 && !w.denied.Load() && i < 20 && w.ctx.Err() == nil; i++ {
 		time.Sleep(watchFresh / 100)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
-	defer cancel()
 	nonce := newNonce()
 	w.mu.Lock()
+	// A subscription younger than the peers' memory may not have heard
+	// every gateway yet: then nothing but the full wait is enough.
+	settled := w.gen.Load() != 0 && time.Since(w.base)-w.subscribedAt > 2*watchFresh
 	a := &ackWait{want: -1, peers: w.recentPeers(), ch: make(chan struct{})}
 	w.waits[nonce] = a
 	w.mu.Unlock()
@@ -513,12 +515,25 @@ func (w *watcher) announce(channel, grantID string) {
 		delete(w.waits, nonce)
 		w.mu.Unlock()
 	}()
-	n, err := w.publish(ctx, "R"+nonce+" "+grantID)
-	if redis.HasErrorPrefix(err, "NOPERM") {
-		w.denied.Store(true)
-		return // no gateway of this user can hear its own heartbeat, so none vouches
+	ctx, cancel := context.WithTimeout(context.Background(), watchFresh)
+	defer cancel()
+	var n int64
+	var err error
+	for try := 0; try < 3; try++ { // a publish that fails is worth a retry within the wait
+		if n, err = w.publish(ctx, "R"+nonce+" "+grantID); err == nil || ctx.Err() != nil {
+			break
+		}
+		if redis.HasErrorPrefix(err, "NOPERM") {
+			w.denied.Store(true)
+			return // no gateway of this user can hear its own heartbeat, so none vouches
+		}
 	}
-	if err == nil {
+	// The wait starts once the message is out: a gateway that has not
+	// acknowledged it within watchFresh has not heard its own heartbeat
+	// for that long either.
+	wait := time.NewTimer(watchFresh)
+	defer wait.Stop()
+	if err == nil && settled {
 		w.mu.Lock()
 		a.want = int(n)
 		a.check()
@@ -526,6 +541,6 @@ func (w *watcher) announce(channel, grantID string) {
 	}
 	select {
 	case <-a.ch:
-	case <-ctx.Done():
+	case <-wait.C:
 	}
 }
