@@ -158,9 +158,9 @@ func (w *watcher) start(channel string) {
 		w.started.Store(true)
 		w.wg.Add(4)
 		go w.run()
-		go w.beat()
+		go w.every(w.beat)
 		go w.acknowledge()
-		go w.sweeper()
+		go w.every(func(ctx context.Context) { w.sweep(ctx, leaseIdle) }) // idle budget units go back
 	})
 }
 
@@ -328,8 +328,8 @@ func (w *watcher) session() {
 	}
 }
 
-// beat publishes a heartbeat every watchPing while the watcher runs.
-func (w *watcher) beat() {
+// every runs f every watchPing, with watchFresh to do it in, until stop.
+func (w *watcher) every(f func(ctx context.Context)) {
 	defer w.wg.Done()
 	t := time.NewTicker(watchPing)
 	defer t.Stop()
@@ -338,16 +338,21 @@ func (w *watcher) beat() {
 		case <-w.ctx.Done():
 			return
 		case <-t.C:
+			ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
+			f(ctx)
+			cancel()
 		}
-		if w.gen.Load() == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
-		_, err := w.publish(ctx, "h"+w.id+" "+strconv.FormatInt(int64(time.Since(w.base)), 10))
-		cancel()
-		if redis.HasErrorPrefix(err, "NOPERM") {
-			w.denied.Store(true)
-		}
+	}
+}
+
+// beat publishes a heartbeat while subscribed.
+func (w *watcher) beat(ctx context.Context) {
+	if w.gen.Load() == 0 {
+		return
+	}
+	_, err := w.publish(ctx, "h"+w.id+" "+strconv.FormatInt(int64(time.Since(w.base)), 10))
+	if redis.HasErrorPrefix(err, "NOPERM") {
+		w.denied.Store(true)
 	}
 }
 
@@ -451,23 +456,6 @@ func (w *watcher) acknowledge() {
 		case a := <-w.acks:
 			ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
 			_, _ = w.publish(ctx, a)
-			cancel()
-		}
-	}
-}
-
-// sweeper gives back idle budget units (lease.go) until stop.
-func (w *watcher) sweeper() {
-	defer w.wg.Done()
-	t := time.NewTicker(watchPing)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(w.ctx, watchFresh)
-			w.sweep(ctx, leaseIdle)
 			cancel()
 		}
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,47 @@ func singleClient(t *testing.T, url string) func() redis.UniversalClient {
 	}
 }
 
+// aclClient makes clients of the Redis at url that sign in as user.
+func aclClient(t *testing.T, url, user, password string) func() redis.UniversalClient {
+	return func() redis.UniversalClient {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Username, o.Password = user, password
+		return redis.NewClient(o)
+	}
+}
+
+// twoGateways is two Stores on a Redis of their own, as two gateway
+// processes are: a to change grants, b (with its round trips recorded) to
+// check tokens.
+func twoGateways(t *testing.T) (clk *storetest.Clock, a, b *Store, rt *roundTrips) {
+	t.Helper()
+	newClient := singleClient(t, storetest.StartRedis(t))
+	clk = storetest.NewClock()
+	a, _ = instance(t, newClient, clk)
+	b, rt = instance(t, newClient, clk)
+	return clk, a, b, rt
+}
+
+// eventually polls cond until it returns nil, and fails the test with its
+// last answer if that takes over 10 s.
+func eventually(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still after 10 s: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 var signedInCount atomic.Int64
 
 // signedIn makes a grant with one pair through s and returns its id, the
@@ -52,25 +94,33 @@ func signedIn(t *testing.T, s *Store, clk *storetest.Clock) (id, code string, p 
 	// Grant ids are base64url, so they may start with any character a
 	// message's kind could be.
 	id = string("hrca-_!g"[signedInCount.Add(1)%8]) + storetest.Random()
-	code = "code" + storetest.Random()
 	if err := s.SaveGrant(ctx, store.Grant{ID: id, ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	now := clk.Now()
-	if err := s.SaveCode(ctx, id, code, store.Code{ClientID: "app", ExpiresAt: now.Add(time.Minute)}); err != nil {
+	p = store.Pair{
+		Access:  store.Token{Digest: "at" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(time.Hour)},
+		Refresh: store.Token{Digest: "rt" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(24 * time.Hour)},
+	}
+	return id, install(t, s, clk, id, p), p
+}
+
+// install issues p in the grant through s, as a code exchange does, and
+// returns the code.
+func install(t *testing.T, s *Store, clk *storetest.Clock, id string, p store.Pair) string {
+	t.Helper()
+	ctx := t.Context()
+	code := "code" + storetest.Random()
+	if err := s.SaveCode(ctx, id, code, store.Code{ClientID: "app", ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ConsumeCode(ctx, id, code); err != nil {
 		t.Fatal(err)
 	}
-	p = store.Pair{
-		Access:  store.Token{Digest: "at" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(time.Hour)},
-		Refresh: store.Token{Digest: "rt" + storetest.Random(), ClientID: "app", Subject: "alice", Scopes: []string{"read"}, ExpiresAt: now.Add(24 * time.Hour)},
-	}
 	if err := s.IssueTokens(ctx, id, code, p); err != nil {
 		t.Fatal(err)
 	}
-	return id, code, p
+	return code
 }
 
 // vouched uses the token on s until s lets it through with no round trip,
@@ -78,20 +128,16 @@ func signedIn(t *testing.T, s *Store, clk *storetest.Clock) (id, code string, p 
 func vouched(t *testing.T, s *Store, rt *roundTrips, id, digest string) {
 	t.Helper()
 	subscribed(t, s)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, func() error {
 		rt.take()
 		if _, _, err := s.Authenticate(t.Context(), id, digest, store.Limit{}); err != nil {
 			t.Fatal(err)
 		}
-		got := rt.take()
-		if got == "" {
-			return
+		if got := rt.take(); got != "" {
+			return fmt.Errorf("a token in use costs round trips %q", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a token in use still costs round trips %q", got)
-		}
-	}
+		return nil
+	})
 }
 
 // TestRevocationIsRefusedEverywhereAtOnce: a grant revoked on one gateway
@@ -175,19 +221,20 @@ func TestRevocationIsRefusedEverywhereAtOnce(t *testing.T) {
 				if err := a.Rotate(t.Context(), id, p.Refresh.Digest, next); err != nil {
 					t.Fatal(err)
 				}
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					_, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{})
-					if errors.Is(err, store.ErrNotFound) {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the rotated-out token still passes 10 s after the rotation: %v", err)
-					}
-					time.Sleep(time.Millisecond)
-				}
+				eventually(t, refused(t, b, id, p.Access.Digest))
 			})
 		})
+	}
+}
+
+// refused is a condition for eventually: the token is refused on s.
+func refused(t *testing.T, s *Store, id, digest string) func() error {
+	return func() error {
+		_, _, err := s.Authenticate(t.Context(), id, digest, store.Limit{})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("the token is not refused: %v", err)
 	}
 }
 
@@ -195,26 +242,19 @@ func TestRevocationIsRefusedEverywhereAtOnce(t *testing.T) {
 // every grant vouched for under it needs Redis again, even after the
 // gateway has subscribed anew (messages sent meanwhile are lost).
 func TestLostSubscriptionVouchesForNothing(t *testing.T) {
-	url := storetest.StartRedis(t)
-	clk := storetest.NewClock()
-	newClient := singleClient(t, url)
-	a, _ := instance(t, newClient, clk)
-	b, rt := instance(t, newClient, clk)
+	clk, a, b, rt := twoGateways(t)
 	id, _, p := signedIn(t, a, clk)
 	vouched(t, b, rt, id, p.Access.Digest)
 	gen := b.watch.gen.Load()
-	admin := newClient()
-	defer admin.Close()
-	if err := admin.Do(t.Context(), "client", "kill", "type", "pubsub").Err(); err != nil {
+	if err := a.client.Do(t.Context(), "client", "kill", "type", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for g := b.watch.gen.Load(); g == 0 || g == gen; g = b.watch.gen.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the subscription did not come back")
+	eventually(t, func() error {
+		if g := b.watch.gen.Load(); g == 0 || g == gen {
+			return errors.New("the subscription did not come back")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	rt.take()
 	if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
 		t.Fatal(err)
@@ -334,24 +374,15 @@ func TestUserWithoutTheChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := storetest.NewClock()
-	newClient := func() redis.UniversalClient {
-		o, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Username, o.Password = "nochan", "pw"
-		return redis.NewClient(o)
-	}
-	s, rt := instance(t, newClient, clk)
+	s, rt := instance(t, aclClient(t, url, "nochan", "pw"), clk)
 	id, _, p := signedIn(t, s, clk)
 	s.watch.start(s.channel())
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.watch.denied.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the subscription was not refused")
+	eventually(t, func() error {
+		if !s.watch.denied.Load() {
+			return errors.New("the subscription was not refused")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	rt.take()
 	for range 3 {
 		if _, _, err := s.Authenticate(t.Context(), id, p.Access.Digest, store.Limit{}); err != nil {
@@ -379,10 +410,7 @@ func TestUserWithoutTheChannel(t *testing.T) {
 // through refuses the rotated-out one: checking one token of a grant
 // never vouches for another.
 func TestRotatedTokenIsNotVouchedForByItsSuccessor(t *testing.T) {
-	url := storetest.StartRedis(t)
-	clk := storetest.NewClock()
-	a, _ := instance(t, singleClient(t, url), clk)
-	b, rt := instance(t, singleClient(t, url), clk)
+	clk, a, b, rt := twoGateways(t)
 	id, _, p := signedIn(t, a, clk)
 	vouched(t, b, rt, id, p.Access.Digest)
 	epoch := b.watch.state(id).epoch.Load()
@@ -391,13 +419,12 @@ func TestRotatedTokenIsNotVouchedForByItsSuccessor(t *testing.T) {
 	if err := a.Rotate(t.Context(), id, p.Refresh.Digest, next); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.watch.state(id).epoch.Load() == epoch {
-		if time.Now().After(deadline) {
-			t.Fatal("the rotation's message did not arrive")
+	eventually(t, func() error {
+		if b.watch.state(id).epoch.Load() == epoch {
+			return errors.New("the rotation's message did not arrive")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	vouched(t, b, rt, id, next.Access.Digest)
 	for _, l := range []store.Limit{{}, {Count: 1000, Window: time.Hour}} {
 		if _, _, err := b.Authenticate(t.Context(), id, p.Access.Digest, l); !errors.Is(err, store.ErrNotFound) {
@@ -411,10 +438,7 @@ func TestRotatedTokenIsNotVouchedForByItsSuccessor(t *testing.T) {
 // new incarnation) gets its whole budget, counted from zero, and none of
 // the old units.
 func TestRevokedGrantsUnitsAreNotReused(t *testing.T) {
-	url := storetest.StartRedis(t)
-	clk := storetest.NewClock()
-	a, _ := instance(t, singleClient(t, url), clk)
-	b, rt := instance(t, singleClient(t, url), clk)
+	clk, a, b, rt := twoGateways(t)
 	id, _, p := signedIn(t, a, clk)
 	vouched(t, b, rt, id, p.Access.Digest)
 	const budget = 1000
@@ -431,21 +455,12 @@ func TestRevokedGrantsUnitsAreNotReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Consent again: same client and subject, so the same grant id.
-	code := "code" + storetest.Random()
 	if err := a.SaveGrant(t.Context(), store.Grant{ID: id, ClientID: "app", Subject: "alice", Scopes: []string{"read"}}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SaveCode(t.Context(), id, code, store.Code{ClientID: "app", ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.ConsumeCode(t.Context(), id, code); err != nil {
 		t.Fatal(err)
 	}
 	p2 := p
 	p2.Access.Digest, p2.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
-	if err := a.IssueTokens(t.Context(), id, code, p2); err != nil {
-		t.Fatal(err)
-	}
+	install(t, a, clk, id, p2)
 	allowed := 0
 	for range budget + 10 {
 		_, st, err := b.Authenticate(t.Context(), id, p2.Access.Digest, l)
@@ -467,10 +482,7 @@ func TestRevokedGrantsUnitsAreNotReused(t *testing.T) {
 // vouching. A subscriber that never acknowledges (here a bare
 // subscription) makes it wait that long; without one it is quick.
 func TestRevocationWaitsForEverySubscriber(t *testing.T) {
-	url := storetest.StartRedis(t)
-	clk := storetest.NewClock()
-	a, _ := instance(t, singleClient(t, url), clk)
-	b, rt := instance(t, singleClient(t, url), clk)
+	clk, a, b, rt := twoGateways(t)
 	subscribed(t, a)
 	// A revoker whose subscription is younger than the peers' memory
 	// waits the full second (watch.go, announce).
@@ -488,8 +500,7 @@ func TestRevocationWaitsForEverySubscriber(t *testing.T) {
 	if d := revoke(); d >= watchFresh/2 {
 		t.Errorf("with every subscriber acknowledging, the revocation took %v", d)
 	}
-	silent := singleClient(t, url)()
-	defer silent.Close()
+	silent := a.client // its own connections: a bare subscription, a ghost's heartbeats
 	ps := silent.Subscribe(t.Context(), defaultKeys.channel())
 	defer ps.Close()
 	if _, err := ps.Receive(t.Context()); err != nil { // the subscription's confirmation
@@ -513,15 +524,14 @@ func TestRevocationWaitsForEverySubscriber(t *testing.T) {
 			time.Sleep(watchPing)
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for heard := false; !heard; time.Sleep(time.Millisecond) {
+	eventually(t, func() error {
 		a.watch.mu.Lock()
-		_, heard = a.watch.peers["ghost"]
-		a.watch.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the ghost's heartbeat was not heard")
+		defer a.watch.mu.Unlock()
+		if _, heard := a.watch.peers["ghost"]; !heard {
+			return errors.New("the ghost's heartbeat was not heard")
 		}
-	}
+		return nil
+	})
 	if d := revoke(); d < watchFresh-50*time.Millisecond {
 		t.Errorf("with a gateway heard that never acknowledges, the revocation took only %v, want about %v", d, watchFresh)
 	}
@@ -539,25 +549,17 @@ func TestUserThatMayNotPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := storetest.NewClock()
-	newClient := func() redis.UniversalClient {
-		o, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Username, o.Password = "nopub", "pw"
-		return redis.NewClient(o)
-	}
+	newClient := aclClient(t, url, "nopub", "pw")
 	a, _ := instance(t, newClient, clk)
 	b, rt := instance(t, newClient, clk)
 	id, _, p := signedIn(t, a, clk)
 	b.watch.start(b.channel())
-	deadline := time.Now().Add(10 * time.Second)
-	for b.watch.gen.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the subscription did not come up")
+	eventually(t, func() error {
+		if b.watch.gen.Load() == 0 {
+			return errors.New("the subscription did not come up")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	time.Sleep(2 * watchPing) // time enough to hear a heartbeat, were it sent
 	rt.take()
 	for range 3 {
@@ -581,37 +583,15 @@ func TestUserThatMayNotPublish(t *testing.T) {
 // gateway vouching for that pair's access token hears of it and refuses
 // the token, as for a rotation.
 func TestReplacedPairReachesOtherGateways(t *testing.T) {
-	url := storetest.StartRedis(t)
-	clk := storetest.NewClock()
-	a, _ := instance(t, singleClient(t, url), clk)
-	b, rt := instance(t, singleClient(t, url), clk)
+	clk, a, b, rt := twoGateways(t)
 	id, _, first := signedIn(t, a, clk)
 	vouched(t, b, rt, id, first.Access.Digest)
 	for i := range store.PairsPerGrant {
-		code := "code" + storetest.Random()
-		if err := a.SaveCode(t.Context(), id, code, store.Code{ClientID: "app", ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.ConsumeCode(t.Context(), id, code); err != nil {
-			t.Fatal(err)
-		}
 		p := first
 		p.Access.Digest, p.Refresh.Digest = "at"+storetest.Random(), "rt"+storetest.Random()
 		p.Refresh.ExpiresAt = p.Refresh.ExpiresAt.Add(time.Duration(i+1) * time.Hour) // the first pair expires first
 		p.Access.ExpiresAt = p.Access.ExpiresAt.Add(time.Duration(i+1) * time.Hour)
-		if err := a.IssueTokens(t.Context(), id, code, p); err != nil {
-			t.Fatal(err)
-		}
+		install(t, a, clk, id, p)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, _, err := b.Authenticate(t.Context(), id, first.Access.Digest, store.Limit{})
-		if errors.Is(err, store.ErrNotFound) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replaced pair's token still passes 10 s later: %v", err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, refused(t, b, id, first.Access.Digest))
 }
